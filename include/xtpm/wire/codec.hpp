@@ -51,7 +51,10 @@ struct counted {
     static constexpr std::size_t max = Max;
     std::array<T, Max> items{};
     L count{};
-    [[nodiscard]] constexpr auto view() const noexcept -> std::span<T const> { return {items.data(), count}; }
+    [[nodiscard]] constexpr auto view() const noexcept -> std::span<T const> {
+        XTPM_ASSERT(count <= Max);  // decode never yields more; a larger count is a caller bug
+        return {items.data(), count};
+    }
     friend constexpr auto operator==(counted const& a, counted const& b) noexcept -> bool {
         return std::ranges::equal(a.view(), b.view());
     }
@@ -77,11 +80,11 @@ constexpr auto encode(writer& w, T const& v) noexcept -> void {
     } else if constexpr (std::same_as<T, rest_bytes>) {
         w.bytes(v.data);
     } else if constexpr (is_sized<T>::value) {
-        if (v.data.size() > T::max) return w.invalidate();  // a bug in the caller
+        if (v.data.size() > T::max) return w.invalidate(errc::too_large);  // a bug in the caller
         w.write_be(static_cast<typename T::length_type>(v.data.size()));
         w.bytes(v.data);
     } else if constexpr (is_counted<T>::value) {
-        if (v.count > T::max) return w.invalidate();
+        if (v.count > T::max) return w.invalidate(errc::too_large);
         w.write_be(v.count);
         for (auto const& item : v.view()) encode(w, item);
     } else if constexpr (described<T>) {

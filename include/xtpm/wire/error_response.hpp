@@ -1,6 +1,6 @@
 // The single table that turns an input error into a TPM return code of the
 // right family, and the 10-byte error response carrying it. Every errc has a
-// row; the table test checks that (tests/wire/error_response_test.cpp).
+// row; the table test checks that (tests/wire/header_test.cpp).
 #pragma once
 
 #include <xtpm/wire/header.hpp>
@@ -45,6 +45,8 @@ inline auto to_tpm_rc(std::error_code ec, family fam) noexcept -> tpm_rc {
 
 // A 10-byte response header carrying `rc`: tag TPM_ST_NO_SESSIONS (2.0) or
 // TPM_TAG_RSP_COMMAND (1.2). `out` must hold at least header_size bytes.
+// Part 2 6.9 also allows TPM_ST_RSP_COMMAND for TPM_RC_BAD_TAG; xtpm answers
+// NO_SESSIONS like libtpms does, which every TPM 2.0 client parses.
 inline auto error_response(tpm_rc rc, family fam, bytes_span out) noexcept -> bytes_view {
     XTPM_ASSERT(out.size() >= header_size);
     auto const tag = fam == family::tpm2 ? tpm_st::no_sessions : tpm_st::rsp_command;

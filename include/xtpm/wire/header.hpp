@@ -16,6 +16,7 @@ struct command_header {
     tpm_cc code;
     static constexpr auto fields =
         describe(&command_header::tag, &command_header::size, &command_header::code);
+    friend constexpr auto operator==(command_header const&, command_header const&) -> bool = default;
 };
 
 struct response_header {
@@ -24,6 +25,7 @@ struct response_header {
     tpm_rc rc;
     static constexpr auto fields =
         describe(&response_header::tag, &response_header::size, &response_header::rc);
+    friend constexpr auto operator==(response_header const&, response_header const&) -> bool = default;
 };
 
 // A command that passed validation; `bytes` is the whole command, aliasing the
