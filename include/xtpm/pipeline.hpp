@@ -36,7 +36,7 @@ public:
         if (auto ok = run_stages(*admitted); !ok) return wire::error_response(ok.error(), fam, out);
         auto resp = device_.execute(*admitted, out);
         if (!resp) return wire::error_response(resp.error(), fam, out);
-        if (!wire::parse_response(resp->bytes) || resp->bytes.size() > out.size())
+        if (!well_formed(resp->bytes, fam, out.size()))
             return wire::error_response(errc::device_failure, fam, out);  // never forward a malformed response
         std::apply([&](auto&... s) { (s.on_response(*admitted, *resp), ...); }, stages_);
         if (resp->bytes.data() != out.data()) std::ranges::copy(resp->bytes, out.begin());
@@ -60,6 +60,11 @@ public:
     [[nodiscard]] auto source() -> Source& { return source_; }
 
 private:
+    static auto well_formed(wire::bytes_view resp, wire::family fam, std::size_t room) -> bool {
+        auto const hdr = wire::parse_response(resp);
+        return hdr && wire::response_family(hdr->tag) == fam && resp.size() <= room;
+    }
+
     auto run_stages(wire::command_view const& cmd) -> result<void> {
         result<void> ok;
         std::apply([&](auto&... s) { ((ok = ok ? s.on_command(cmd) : ok), ...); }, stages_);

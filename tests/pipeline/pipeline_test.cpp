@@ -103,3 +103,14 @@ TEST_CASE("pipeline: a malformed device response is never forwarded", "[pipeline
     auto r = p.process(startup, 0, out);
     CHECK(rc_of(r) == 0x101);
 }
+
+TEST_CASE("pipeline: a device response of the other family is never forwarded", "[pipeline]") {
+    recording_device d;
+    d.fam = wire::family::tpm12;  // answers with the TPM 2.0 tag 0x8001
+    pipeline p{archetypes::source{}, d};
+    auto cmd = bytes({0x00, 0xC1, 0, 0, 0, 0x0A, 0, 0, 0, 0x46});
+    std::array<std::byte, 128> out{};
+    auto r = p.process(cmd, 0, out);
+    CHECK(wire::load_be<std::uint16_t>(r) == 0x00C4);
+    CHECK(rc_of(r) == 0x09);
+}
