@@ -85,6 +85,7 @@ TEST_CASE("pipeline: invalid commands are answered without the device", "[pipeli
 TEST_CASE("pipeline: a stage veto becomes an error of the device's family", "[pipeline]") {
     recording_device d;
     d.fam = wire::family::tpm12;
+    d.answer = bytes({0x00, 0xC4, 0, 0, 0, 0x0A, 0, 0, 0, 0});
     pipeline p{archetypes::source{}, d, veto_stage{}};
     auto cmd = bytes({0x00, 0xC1, 0, 0, 0, 0x0A, 0, 0, 0, 0x46});
     std::array<std::byte, 128> out{};
