@@ -9,8 +9,6 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -36,11 +34,11 @@ extern "C" inline void on_stop_signal(int sig) {
 
 class daemon_process {
 public:
-    daemon_process(std::optional<std::filesystem::path> pid_file, std::optional<std::filesystem::path> log_file)
+    daemon_process(std::optional<std::string> pid_file, std::optional<std::string> log_file)
         : pid_file_{std::move(pid_file)} {
         if (log_file) {
             int const fd = ::open(log_file->c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
-            if (fd < 0) throw std::runtime_error("cannot open log file " + log_file->string() + ": " + std::strerror(errno));
+            if (fd < 0) throw std::runtime_error("cannot open log file " + *log_file + ": " + std::strerror(errno));
             ::dup2(fd, STDERR_FILENO);
             ::close(fd);
         }
@@ -49,7 +47,7 @@ public:
     daemon_process(daemon_process const&) = delete;
     auto operator=(daemon_process const&) -> daemon_process& = delete;
     ~daemon_process() {
-        if (pid_file_) std::filesystem::remove(*pid_file_);
+        if (pid_file_) ::unlink(pid_file_->c_str());
     }
 
     // SIGTERM/SIGINT call p.stop(), which is async-signal-safe for every source.
@@ -67,10 +65,15 @@ public:
     // Writes the pid file atomically, prints the ready line, notifies systemd.
     void ready(std::string const& what) {
         if (pid_file_) {
-            auto tmp = *pid_file_;
-            tmp += ".tmp";
-            std::ofstream{tmp} << ::getpid() << "\n";
-            std::filesystem::rename(tmp, *pid_file_);
+            // No iostreams or std::filesystem (which pulls them in): with the C++ runtime
+            // linked statically they cost ~300 KiB of RSS in every vTPM process.
+            auto const tmp = *pid_file_ + ".tmp";
+            auto const line = std::to_string(::getpid()) + "\n";
+            io::unique_fd fd{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644)};
+            if (!fd || !io::write_all(fd.get(), std::as_bytes(std::span{line})))
+                throw std::runtime_error("cannot write pid file " + tmp);
+            if (::rename(tmp.c_str(), pid_file_->c_str()) != 0)
+                throw std::runtime_error("cannot write pid file " + *pid_file_ + ": " + std::strerror(errno));
         }
         std::printf("xtpm-vtpmd: ready %s\n", what.c_str());
         std::fflush(stdout);
@@ -96,7 +99,7 @@ private:
                  static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len));
     }
 
-    std::optional<std::filesystem::path> pid_file_;
+    std::optional<std::string> pid_file_;
 };
 
 }  // namespace xtpm::roles

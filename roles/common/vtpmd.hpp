@@ -33,7 +33,7 @@ struct startup_command {
 using vtpm_device = libtpms_device<directory_store>;
 
 inline auto open_device(vtpmd_config const& cfg) -> vtpm_device {
-    auto store = must(directory_store::open(cfg.state_dir.string()), "state directory " + cfg.state_dir.string());
+    auto store = must(directory_store::open(cfg.state_dir), "state directory " + cfg.state_dir);
     auto dev = must(vtpm_device::create(std::move(store), {cfg.family, cfg.buffer_size}), "libtpms");
     if (!cfg.power_on) return dev;
     must(dev.power_on(false), "power on the TPM");

@@ -8,7 +8,6 @@
 #include <xtpm/wire/types.hpp>
 
 #include <cstdlib>
-#include <filesystem>
 #include <map>
 #include <optional>
 #include <span>
@@ -51,7 +50,7 @@ shuts the TPM down orderly, persists its state and exits 0.
 
 struct vtpmd_config {
     wire::family family = wire::family::tpm2;
-    std::filesystem::path state_dir;
+    std::string state_dir;
     std::optional<io::endpoint> data, ctrl;  // swtpm protocol
     std::optional<io::endpoint> mssim;       // mssim command port; platform port is +1
     bool power_on = true;
@@ -59,7 +58,7 @@ struct vtpmd_config {
     bool allow_set_locality = false;  // TPM2_SetLocality on the data channel (swtpm(8))
     bool reject_locality_4 = false;
     std::uint32_t buffer_size = 4096;
-    std::optional<std::filesystem::path> pid_file, log_file;
+    std::optional<std::string> pid_file, log_file;
     int log_level = 1;
     bool help = false;
 
@@ -101,10 +100,10 @@ private:
         return out;
     }
 
-    static auto default_state_dir() -> std::filesystem::path {
+    static auto default_state_dir() -> std::string {
         if (auto const* d = std::getenv("XTPM_STATE_DIR")) return d;
-        if (auto const* d = std::getenv("XDG_STATE_HOME")) return std::filesystem::path{d} / "xtpm/vtpm0";
-        if (auto const* h = std::getenv("HOME")) return std::filesystem::path{h} / ".local/state/xtpm/vtpm0";
+        if (auto const* d = std::getenv("XDG_STATE_HOME")) return std::string{d} + "/xtpm/vtpm0";
+        if (auto const* h = std::getenv("HOME")) return std::string{h} + "/.local/state/xtpm/vtpm0";
         return "/var/lib/xtpm/vtpm0";
     }
 

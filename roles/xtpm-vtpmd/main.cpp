@@ -18,7 +18,7 @@ auto serve(vtpmd_config const& cfg, daemon_process& d, Source source, vtpm_devic
     pipeline p{std::move(source), std::move(device), policy};
     d.stop_on_signals(p);
     d.ready(std::string{cfg.family == wire::family::tpm2 ? "tpm2 " : "tpm12 "} + describe(p.source()) +
-            " state=" + cfg.state_dir.string());
+            " state=" + cfg.state_dir);
     auto served = p.run();
     // Orderly: TPM2_Shutdown / TPM_SaveState, then libtpms writes its NV.
     auto off = p.with_device([](vtpm_device& dev) { return dev.running() ? dev.power_off() : result<void>{}; });

@@ -192,6 +192,10 @@ private:
                 c.close_after_flush();
                 continue;
             }
+            // Half a request is in: ACK it now. The mssim TCTI sends its frame header and
+            // the command in two writes, and a delayed ACK here costs ~40 ms per command
+            // (peers-and-protocols.md 4.5); a complete request needs no such help.
+            if (c.partial) c.ack_now();
             switch (c.read_some(std::max(s.need, min_read_size))) {
             case io_status::progress: continue;
             case io_status::would_block: return;  // the EPOLLIN edge resumes

@@ -14,6 +14,8 @@
 #include <optional>
 #include <vector>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 namespace xtpm::detail {
@@ -80,6 +82,13 @@ public:
             if (errno == EAGAIN || errno == EWOULDBLOCK) return io_status::would_block;
             return io_status::failed;
         }
+    }
+
+    // Send a pending delayed ACK at once (TCP_QUICKACK re-armed; Linux flushes the
+    // scheduled ACK when it is set). A no-op error on unix sockets.
+    void ack_now() const noexcept {
+        int one = 1;
+        ::setsockopt(fd_.get(), IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
     }
 
     // Write queued output until done or the socket is full. MSG_NOSIGNAL: a peer
