@@ -40,7 +40,7 @@ cd "$work"
 
 echo; echo "== TPM2_Startup and identity (swtpm protocol)"
 t tpm2_startup -c -T "$swtpm_tcti"
-t tpm2_getcap -T "$swtpm_tcti" properties-fixed | grep -A1 -E "TPM2_PT_FAMILY_INDICATOR|TPM2_PT_MANUFACTURER" | grep -E "PT_|value"
+t tpm2_getcap -T "$swtpm_tcti" properties-fixed | grep -A2 -E "^TPM2_PT_(FAMILY_INDICATOR|MANUFACTURER|REVISION):" | grep -E "PT_|value"
 
 echo; echo "== PCRs (mssim protocol)"
 t tpm2_pcrread -T "$mssim_tcti" sha256:0,16
