@@ -34,8 +34,10 @@ extern "C" inline void on_stop_signal(int sig) {
 
 class daemon_process {
 public:
-    daemon_process(std::optional<std::string> pid_file, std::optional<std::string> log_file)
-        : pid_file_{std::move(pid_file)} {
+    // `role` names the ready line ("<role>: ready ...").
+    daemon_process(std::optional<std::string> pid_file, std::optional<std::string> log_file,
+                   char const* role = "xtpm-vtpmd")
+        : pid_file_{std::move(pid_file)}, role_{role} {
         if (log_file) {
             int const fd = ::open(log_file->c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
             if (fd < 0) throw std::runtime_error("cannot open log file " + *log_file + ": " + std::strerror(errno));
@@ -75,7 +77,7 @@ public:
             if (::rename(tmp.c_str(), pid_file_->c_str()) != 0)
                 throw std::runtime_error("cannot write pid file " + *pid_file_ + ": " + std::strerror(errno));
         }
-        std::printf("xtpm-vtpmd: ready %s\n", what.c_str());
+        std::printf("%s: ready %s\n", role_, what.c_str());
         std::fflush(stdout);
         sd_notify("READY=1");
     }
@@ -100,6 +102,7 @@ private:
     }
 
     std::optional<std::string> pid_file_;
+    char const* role_;
 };
 
 }  // namespace xtpm::roles
