@@ -29,7 +29,8 @@ extern "C" int LLVMFuzzerTestOneInput(std::uint8_t const* data, std::size_t size
         for (std::string t; (op == 'v' || op == 'w') && std::getline(vs, t, '|');)
             v.push_back(t == "~" ? std::nullopt : std::optional{t});
         if (op == 'v' || op == 'w') run(op == 'v' ? be.on_values(v) : fe.on_values(v));
-        auto const st = (op == 's' || op == 'b') ? std::optional<std::string_view>{arg} : std::nullopt;  // S, B: gone
+        std::optional<std::string_view> st;  // S, B: the node is gone
+        if (op == 's' || op == 'b') st.emplace(arg);
         if (lo == 's' || lo == 'b') run(lo == 's' ? be.on_frontend_state(st) : fe.on_backend_state(st));
         if (lo == 'm') run(be.on_mapped(op == 'm' ? xtpm::result<void>{} : xtpm::fail(xtpm::errc::closed)));
         if (op == 'r' || lo == 't') run(op == 'r' ? fe.on_ring_ready(7, 9) : fe.on_transaction(op == 't'));
