@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# The main job: build xtpm, start xtpm-vtpmd on its embedded defaults (TPM 2.0;
-# swtpm protocol on 127.0.0.1:2321/2322, mssim on 127.0.0.1:2331/2332) with a fresh
-# state directory, and run a short tpm2-tools session against it over both
-# protocols. The daemon is stopped by pid at the end, whatever happens.
+# The main job: build xtpm, start xtpm-chain on its embedded defaults - the simulated
+# hypervisor, a vTPM (xtpm-vtpmd --hv sim, backend domain 1) attached to guest domain 2 as xl
+# would, and the guest's tpmif frontend (xtpm-front) serving TPM 2.0 on the swtpm protocol
+# (127.0.0.1:2321/2322) and mssim (127.0.0.1:2331/2332) - with a fresh state directory, and
+# run a short tpm2-tools session through tpmif over both protocols. The chain is stopped by
+# pid at the end, whatever happens (it stops its parts in order).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-deps.sh
 
 cmake --preset default >/dev/null
-cmake --build --preset default --target xtpm-vtpmd >/dev/null
-vtpmd=$PWD/build/default/roles/xtpm-vtpmd/xtpm-vtpmd
+cmake --build --preset default --target xtpm-chain >/dev/null
+chain=$PWD/build/default/roles/xtpm-chain/xtpm-chain
 
 work=$(mktemp -d /tmp/xtpm-demo.XXXXXX)
 pid=""
@@ -23,15 +25,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$vtpmd" --state "$work/state" >"$work/vtpmd.out" 2>"$work/vtpmd.err" &
+"$chain" --state "$work/state" >"$work/chain.out" 2>"$work/chain.err" &
 pid=$!
-for _ in $(seq 100); do
-  grep -q "ready" "$work/vtpmd.out" 2>/dev/null && break
-  kill -0 "$pid" 2>/dev/null || { cat "$work/vtpmd.err" >&2; echo "xtpm-vtpmd did not start" >&2; exit 1; }
+for _ in $(seq 300); do
+  grep -q "ready" "$work/chain.out" 2>/dev/null && break
+  kill -0 "$pid" 2>/dev/null || { cat "$work/chain.err" >&2; echo "xtpm-chain did not start" >&2; exit 1; }
   sleep 0.1
 done
-grep -q "ready" "$work/vtpmd.out" || { echo "xtpm-vtpmd not ready after 10 s" >&2; exit 1; }
-cat "$work/vtpmd.out"
+grep -q "ready" "$work/chain.out" || { echo "xtpm-chain not ready after 30 s" >&2; exit 1; }
+cat "$work/chain.out" "$work/chain.err"
 
 swtpm_tcti="swtpm:host=127.0.0.1,port=2321"
 mssim_tcti="mssim:host=127.0.0.1,port=2331"
@@ -61,9 +63,9 @@ t tpm2_load -T "$swtpm_tcti" -Q -C primary.ctx -u seal.pub -r seal.priv -c seal.
 echo "unsealed: $(t tpm2_unseal -T "$swtpm_tcti" -c seal.ctx | tail -n 1)"
 t tpm2_flushcontext -T "$swtpm_tcti" -t
 
-echo; echo "== Orderly stop (SIGTERM): the TPM is shut down and its state persisted"
+echo; echo "== Orderly stop (SIGTERM): frontend closed, the TPM shut down and its state persisted"
 kill -TERM "$pid"
-for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-if kill -0 "$pid" 2>/dev/null; then echo "xtpm-vtpmd did not stop" >&2; exit 1; fi
-wait "$pid" && echo "xtpm-vtpmd exited 0"; pid=""
+for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$pid" 2>/dev/null; then echo "xtpm-chain did not stop" >&2; exit 1; fi
+wait "$pid" && echo "xtpm-chain exited 0"; pid=""
 ls -l "$work/state"

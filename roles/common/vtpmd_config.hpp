@@ -4,9 +4,12 @@
 // Roles may throw: a bad command line is a startup error with a clear message.
 #pragma once
 
+#include "common/hv_config.hpp"
+
 #include <xtpm/io/socket.hpp>
 #include <xtpm/wire/types.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <map>
 #include <optional>
@@ -32,6 +35,14 @@ Native options:
   --buffer-size N         largest command and response in bytes (default 4096)
   --pid FILE, --log FILE  write the pid to FILE; append the log to FILE
   The TPM is powered on at start; clients send TPM2_Startup (tpm2_startup -c).
+
+tpmif backend (the vTPM of a guest over Xen's shared page; no sockets):
+  --hv sim|xen            hypervisor: the simulated one (xtpm-simhv) or real Xen
+  --simhv-dir DIR         sim: the xtpm-simhv directory (default: $XTPM_SIMHV_DIR)
+  --domain B              our domain id (sim: required; xen: read from xenstore)
+  --frontend F            serve only guest domain F (default: every vtpm device of B)
+  --devid N               serve only device N
+  --extra-pages on|off    advertise feature-extra-pages (default on): buffer 4096, else 4088
 
 swtpm-compatible options (after `socket`):
   --tpm2                                   TPM 2.0 (without it: TPM 1.2)
@@ -61,6 +72,11 @@ struct vtpmd_config {
     std::optional<std::string> pid_file, log_file;
     int log_level = 1;
     bool help = false;
+    // tpmif backend mode (--hv)
+    std::optional<hv_options> hv;
+    std::optional<hv::domid_t> frontend;
+    std::optional<unsigned> devid;
+    bool extra_pages = true;
 
     static auto from_args(int argc, char** argv) -> vtpmd_config {
         std::vector<std::string_view> args(argv + 1, argv + argc);
@@ -118,13 +134,22 @@ private:
         c.state_dir = default_state_dir();
         c.data = io::tcp_endpoint{"127.0.0.1", 2321};
         c.mssim = io::tcp_endpoint{"127.0.0.1", 2331};
+        hv_options h;
+        bool sized = false;
         for (std::size_t i = 0; i < args.size(); ++i) {
             auto const a = args[i];
             auto value = [&]() -> std::string_view {
                 if (i + 1 >= args.size()) bad(std::string{a} + " needs a value");
                 return args[++i];
             };
-            if (a == "--help" || a == "-h") c.help = true;
+            if (take_hv_option(h, a, value)) c.hv = h;
+            else if (a == "--frontend") c.frontend = parse_domid(value(), "--frontend");
+            else if (a == "--devid") c.devid = parse_uint(value(), "--devid");
+            else if (a == "--extra-pages") {
+                auto const v = value();
+                if (v != "on" && v != "off") bad("--extra-pages: on or off");
+                c.extra_pages = v == "on";
+            } else if (a == "--help" || a == "-h") c.help = true;
             else if (a == "--tpm2") c.family = wire::family::tpm2;
             else if (a == "--tpm12") c.family = wire::family::tpm12;
             else if (a == "--state") c.state_dir = value();
@@ -134,10 +159,22 @@ private:
             } else if (a == "--mssim") {
                 auto v = value();
                 c.mssim = v == "off" ? std::nullopt : std::optional{port_endpoint(v, "--mssim")};
-            } else if (a == "--buffer-size") c.buffer_size = static_cast<std::uint32_t>(std::stoul(std::string{value()}));
+            } else if (a == "--buffer-size") {
+                c.buffer_size = static_cast<std::uint32_t>(std::stoul(std::string{value()}));
+                sized = true;
+            }
             else if (a == "--pid") c.pid_file = value();
             else if (a == "--log") c.log_file = value();
             else bad("unknown option '" + std::string{a} + "'");
+        }
+        if (c.hv && !c.help) {  // a tpmif backend serves the guest, not sockets
+            check(*c.hv);
+            c.data.reset();
+            c.mssim.reset();
+            // What the page carries (docs/tpmif.md): 4096 needs the extra page, else 4088.
+            std::uint32_t const fit = c.extra_pages ? 4096 : 4088;
+            c.buffer_size = sized ? std::min(c.buffer_size, fit) : fit;
+            return c;
         }
         if (c.data) c.ctrl = next_endpoint(*c.data);
         if (!c.data && !c.mssim && !c.help) bad("nothing to serve: both --swtpm and --mssim are off");

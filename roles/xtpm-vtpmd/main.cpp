@@ -1,7 +1,9 @@
 // xtpm-vtpmd: one vTPM (libtpms, TPM 2.0 or 1.2) behind swtpm's socket protocol
-// and/or the mssim protocol. Pipeline: source -> locality_policy -> libtpms_device.
+// and/or the mssim protocol, or behind tpmif for a guest (--hv).
+// Pipeline: source -> locality_policy -> libtpms_device.
 #include "common/daemon.hpp"
 #include "common/vtpmd.hpp"
+#include "common/vtpmd_tpmif.hpp"
 
 #include <xtpm/pipeline.hpp>
 #include <xtpm/stage/locality_policy.hpp>
@@ -36,6 +38,7 @@ int main(int argc, char** argv) try {
     }
     daemon_process d{cfg.pid_file, cfg.log_file};
     auto device = open_device(cfg);
+    if (cfg.hv) return serve_tpmif(cfg, d, std::move(device));
     bool const swtpm = cfg.data || cfg.ctrl;
     if (swtpm && cfg.mssim)
         return serve(cfg, d, multi_source{make_swtpm(cfg), make_mssim(cfg)}, std::move(device));

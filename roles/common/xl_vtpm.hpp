@@ -1,0 +1,105 @@
+// What xl/libxl write to xenstore for `vtpm=["backend=B,uuid=U"]` and `xl vtpm-detach`
+// (xen-vtpm-protocol.md 4.1: libxl generic device add + libxl__set_xenstore_vtpm,
+// libxl_device.c permissions), for the sim toolstack and the tests. Runs as dom0.
+#pragma once
+
+#include <xtpm/hv/concepts.hpp>
+#include <xtpm/proto/xenbus/common.hpp>
+
+#include <array>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace xtpm::roles {
+
+struct vtpm_attachment {
+    hv::domid_t frontend = 0;
+    hv::domid_t backend = 0;
+    unsigned devid = 0;
+    std::string uuid;  // canonical; random (v4) when empty, as libxl does per boot
+};
+
+inline auto backend_dir(vtpm_attachment const& a) -> std::string {
+    return "/local/domain/" + std::to_string(a.backend) + "/backend/vtpm/" + std::to_string(a.frontend) + "/" +
+           std::to_string(a.devid);
+}
+inline auto frontend_dir(vtpm_attachment const& a) -> std::string {
+    return "/local/domain/" + std::to_string(a.frontend) + "/device/vtpm/" + std::to_string(a.devid);
+}
+inline auto libxl_dir(vtpm_attachment const& a) -> std::string {
+    return "/libxl/" + std::to_string(a.frontend) + "/device/vtpm/" + std::to_string(a.devid);
+}
+
+inline auto random_uuid() -> std::string {
+    std::random_device rd;
+    std::array<unsigned char, 16> b{};
+    for (auto& x : b) x = static_cast<unsigned char>(rd());
+    b[6] = static_cast<unsigned char>((b[6] & 0x0F) | 0x40);  // version 4
+    b[8] = static_cast<unsigned char>((b[8] & 0x3F) | 0x80);  // RFC 9562 variant
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string s;
+    for (std::size_t i = 0; i < b.size(); ++i) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) s += '-';
+        s += hex[b[i] >> 4];
+        s += hex[b[i] & 15];
+    }
+    return s;
+}
+
+// One transaction, retried on EAGAIN (libxl does the same): both directories with state 1,
+// the frontend's owned by the guest and readable by the backend, the backend's owned by
+// the backend domain and readable by the guest, and libxl's own bookkeeping copy.
+template <class Hv>
+auto vtpm_attach(Hv& dom0, vtpm_attachment& a) -> result<void> {
+    if (a.uuid.empty()) a.uuid = random_uuid();
+    if (!proto::xenbus::parse_uuid(a.uuid)) return fail(errc::bad_value);
+    auto const be = backend_dir(a), fe = frontend_dir(a), lx = libxl_dir(a);
+    auto const devid = std::to_string(a.devid);
+    std::vector<std::pair<std::string, std::string>> const be_keys{
+        {"frontend", fe}, {"frontend-id", std::to_string(a.frontend)}, {"online", "1"}, {"state", "1"},
+        {"handle", devid}, {"uuid", a.uuid}, {"resume", "False"}};
+    std::vector<std::pair<std::string, std::string>> const fe_keys{
+        {"backend", be}, {"backend-id", std::to_string(a.backend)}, {"state", "1"}, {"handle", devid}};
+    std::array const fe_perms{hv::xs_permission{a.frontend, false, false}, hv::xs_permission{a.backend, true, false}};
+    std::array const be_perms{hv::xs_permission{a.backend, false, false}, hv::xs_permission{a.frontend, true, false}};
+    for (int attempt = 0; attempt < 64; ++attempt) {
+        auto tx = dom0.transaction_start();
+        if (!tx) return std::unexpected{tx.error()};
+        auto step = [&]() -> result<void> {
+            for (auto const& [dir, perms] : {std::pair{fe, std::span{fe_perms}}, std::pair{be, std::span{be_perms}}}) {
+                if (auto r = dom0.mkdir(dir, *tx); !r) return r;
+                if (auto r = dom0.set_permissions(dir, perms, *tx); !r) return r;
+            }
+            for (auto const& [k, v] : be_keys)
+                if (auto r = dom0.write(be + "/" + k, v, *tx); !r) return r;
+            for (auto const& [k, v] : fe_keys)
+                if (auto r = dom0.write(fe + "/" + k, v, *tx); !r) return r;
+            if (auto r = dom0.write(lx + "/frontend", fe, *tx); !r) return r;
+            if (auto r = dom0.write(lx + "/backend", be, *tx); !r) return r;
+            for (auto const& [k, v] : be_keys)
+                if (auto r = dom0.write(lx + "/" + k, v, *tx); !r) return r;
+            return {};
+        }();
+        if (!step) {
+            (void)dom0.transaction_end(*tx, false);
+            return step;
+        }
+        auto done = dom0.transaction_end(*tx, true);
+        if (!done) return std::unexpected{done.error()};
+        if (*done) return {};
+    }
+    return fail(errc::busy);
+}
+
+// xl vtpm-detach, forced form: the frontend directory goes (the backend tears down and
+// removes its own directory, xen-vtpm-protocol.md 4.4), then whatever is left.
+template <class Hv>
+auto vtpm_detach(Hv& dom0, vtpm_attachment const& a) -> result<void> {
+    if (auto r = dom0.remove(frontend_dir(a), hv::no_tx); !r) return r;
+    (void)dom0.remove(backend_dir(a), hv::no_tx);  // gone already if the backend tore down
+    return dom0.remove(libxl_dir(a), hv::no_tx);
+}
+
+}  // namespace xtpm::roles
