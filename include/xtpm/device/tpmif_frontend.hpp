@@ -53,8 +53,7 @@ public:
     // duration, cancel on timeout. `out` receives the response.
     auto transact(wire::bytes_view cmd, std::uint8_t locality, wire::bytes_span out) -> result<wire::bytes_view> {
         auto& s = *st_;
-        drain(s.cancel_fd.get());
-        s.cancel_flag.store(false);
+        if (s.cancel_flag.exchange(false)) drain(s.cancel_fd.get());  // a syscall only after a cancel()
         if (auto r = pump(); !r) return std::unexpected{r.error()};
         if (auto r = await_connected(s.opts.connect_timeout); !r) return std::unexpected{r.error()};
         auto const region = s.region();
@@ -189,13 +188,10 @@ private:
             if (fds[0].revents) {
                 if (auto r = pump(); !r) return std::unexpected{r.error()};
             }
-            if (fds[1].revents) {
-                for (;;) {
-                    auto p = s.hv.pending();
-                    if (!p) return std::unexpected{p.error()};
-                    if (!*p) break;
-                    (void)s.hv.unmask(**p);
-                }
+            if (fds[1].revents) {  // one port per wake-up: the fd stays readable while more are pending
+                auto p = s.hv.pending();
+                if (!p) return std::unexpected{p.error()};
+                if (*p) (void)s.hv.unmask(**p);
             }
             if (fds[2].revents) {
                 drain(s.cancel_fd.get());

@@ -10,6 +10,7 @@
 #include <xtpm/hv/concepts.hpp>
 #include <xtpm/io/poller.hpp>
 #include <xtpm/proto/tpmif/backend.hpp>
+#include <xtpm/proto/tpmif/duration.hpp>
 #include <xtpm/proto/xenbus/backend.hpp>
 #include <xtpm/source/concepts.hpp>
 #include <xtpm/source/detail/tpmif_cancel_watch.hpp>
@@ -365,10 +366,19 @@ private:
         return true;
     }
 
-    // One command on the loop thread, the watcher looking out for CANCEL meanwhile.
+    // One command on the loop thread, the watcher looking out for CANCEL meanwhile. Only
+    // commands that can run long get the watcher: arming it costs two thread hand-offs
+    // (~5 us, docs/benchmarks.md "tpmif"), while a fast or medium command ends long before
+    // any frontend cancels it, and libtpms honours a cancel only in key generation
+    // (TPMLIB_CancelCommand(3)), whose commands are all `slow` (proto/tpmif/duration.hpp).
     template <class Handler>
     auto run(Handler& h, device& d, wire::bytes_view cmd, std::uint8_t locality) -> wire::bytes_view {
         auto& s = *st_;
+        auto const cls = cmd.size() < wire::header_size
+                             ? proto::tpmif::duration_class::unknown
+                             : proto::tpmif::classify(s.fam, wire::load_be<std::uint32_t>(cmd.subspan(6, 4)));
+        if (cls == proto::tpmif::duration_class::fast || cls == proto::tpmif::duration_class::medium)
+            return h.process(cmd, locality, s.out);
         s.busy = &d;
         s.busy_port = *d.port;
         s.watch->arm();

@@ -1,0 +1,134 @@
+// The shared-page floor (toolchain.md 6.5, bench_shm_pingpong): what any tpmif transport
+// between two processes costs at least on this machine. A forked child shares one 4 KiB page
+// laid out as struct tpmif_shared_page (xen/io/tpmif.h) and a pair of eventfds with the bench,
+// waits with a blocking read, copies the request out, writes a canned response as long as a
+// real TPM's (commands.hpp) and FINISH, and notifies: the sim_hv event-channel mechanism
+// (one eventfd per direction) with no xenstore, no handshake and no TPM.
+#pragma once
+
+#include "commands.hpp"
+#include "process.hpp"
+
+#include <xtpm/proto/tpmif/page.hpp>
+
+#include <atomic>
+
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+
+namespace xtpm::bench {
+
+class page_floor {
+public:
+    static auto start() -> result<page_floor> {
+        page_floor f;
+        void* const mem = ::mmap(nullptr, proto::tpmif::page_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (mem == MAP_FAILED) return io::sys_error();
+        f.page_ = {static_cast<std::byte*>(mem), proto::tpmif::page_size};
+        f.to_child_.reset(::eventfd(0, EFD_CLOEXEC));
+        f.to_parent_.reset(::eventfd(0, EFD_CLOEXEC));
+        if (!f.to_child_ || !f.to_parent_) return io::sys_error();
+        std::array<canned_response, all_commands.size()> canned{};
+        for (auto c : all_commands) {
+            auto r = build_canned_response(c == command_id::pcr_extend ? wire::tpm_st::sessions : wire::tpm_st::no_sessions,
+                                           response_size(c));
+            if (!r) return std::unexpected{r.error()};
+            canned[static_cast<std::size_t>(c)] = *r;
+        }
+        pid_t const parent = ::getpid();
+        f.pid_ = ::fork();
+        if (f.pid_ < 0) return io::sys_error();
+        if (f.pid_ == 0) {
+            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (::getppid() != parent) ::_exit(0);
+            f.serve(canned);  // never returns
+        }
+        return f;
+    }
+
+    page_floor() = default;
+    page_floor(page_floor&& o) noexcept
+        : page_{std::exchange(o.page_, {})}, to_child_{std::move(o.to_child_)}, to_parent_{std::move(o.to_parent_)},
+          pid_{std::exchange(o.pid_, -1)} {}
+    page_floor(page_floor const&) = delete;
+    auto operator=(page_floor&& o) noexcept -> page_floor& {
+        if (this != &o) {
+            stop();
+            page_ = std::exchange(o.page_, {});
+            to_child_ = std::move(o.to_child_);
+            to_parent_ = std::move(o.to_parent_);
+            pid_ = std::exchange(o.pid_, -1);
+        }
+        return *this;
+    }
+    auto operator=(page_floor const&) -> page_floor& = delete;
+    ~page_floor() { stop(); }
+
+    [[nodiscard]] auto pid() const -> pid_t { return pid_; }
+
+    // Copy in, length, SUBMIT, notify; block until notified; copy the response out.
+    auto roundtrip(wire::bytes_view cmd) -> result<wire::bytes_view> {
+        namespace tp = proto::tpmif;
+        if (cmd.size() > tp::single_page_capacity) return fail(errc::too_large);
+        std::memcpy(page_.data() + tp::header_size, cmd.data(), cmd.size());
+        tp::detail::store_u32(page_, tp::length_offset, static_cast<std::uint32_t>(cmd.size()));
+        tp::detail::store_state(page_, tp::page_state::submit);
+        if (auto r = signal(to_child_.get()); !r) return std::unexpected{r.error()};
+        if (auto r = await(to_parent_.get()); !r) return std::unexpected{r.error()};
+        if (tp::detail::load_state(page_) != static_cast<std::uint8_t>(tp::page_state::finish)) return fail(errc::device_failure);
+        auto const n = std::min<std::size_t>(tp::detail::load_u32(page_, tp::length_offset), out_.size());
+        std::memcpy(out_.data(), page_.data() + tp::header_size, n);
+        return wire::bytes_view{out_}.first(n);
+    }
+
+private:
+    void stop() noexcept {
+        if (pid_ > 0) {
+            ::kill(pid_, SIGKILL);
+            while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {}
+        }
+        pid_ = -1;
+        if (!page_.empty()) ::munmap(page_.data(), page_.size());
+        page_ = {};
+    }
+
+    static auto signal(int fd) -> result<void> {
+        std::uint64_t one = 1;
+        if (::write(fd, &one, sizeof one) != sizeof one) return io::sys_error();
+        return {};
+    }
+    static auto await(int fd) -> result<void> {
+        std::uint64_t v;
+        for (;;) {
+            if (::read(fd, &v, sizeof v) == sizeof v) return {};
+            if (errno != EINTR) return io::sys_error();
+            if (stop_requested) return fail(errc::canceled);
+        }
+    }
+
+    [[noreturn]] void serve(std::array<canned_response, all_commands.size()> const& canned) {
+        namespace tp = proto::tpmif;
+        std::array<std::byte, tp::single_page_capacity> req{};
+        for (;;) {
+            if (!await(to_child_.get())) ::_exit(1);
+            if (tp::detail::load_state(page_) != static_cast<std::uint8_t>(tp::page_state::submit)) continue;
+            auto const len = std::min<std::size_t>(tp::detail::load_u32(page_, tp::length_offset), req.size());
+            std::memcpy(req.data(), page_.data() + tp::header_size, len);  // the one copy out, as a backend does
+            auto const which = len >= wire::header_size
+                                   ? command_for_code(wire::load_be<wire::tpm_cc>(wire::bytes_view{req}.subspan(6, 4)))
+                                   : std::nullopt;
+            auto const& rsp = canned[static_cast<std::size_t>(which.value_or(command_id::get_random))];
+            tp::detail::store_u32(page_, tp::length_offset, static_cast<std::uint32_t>(rsp.size));
+            std::memcpy(page_.data() + tp::header_size, rsp.storage.data(), rsp.size);
+            tp::detail::store_state(page_, tp::page_state::finish);
+            if (!signal(to_parent_.get())) ::_exit(1);
+        }
+    }
+
+    wire::bytes_span page_;
+    io::unique_fd to_child_, to_parent_;
+    pid_t pid_ = -1;
+    std::array<std::byte, proto::tpmif::page_size> out_{};
+};
+
+}  // namespace xtpm::bench
