@@ -5,6 +5,7 @@
 // (TPM 2.0 Part 3 sections 16.1, 22.4), interleaved in one run, with the bus
 // cycles and context switches per command that explain the gap.
 // docs/benchmarks.md, "The TIS driver: xtpm-bench-tis".
+#include "cli.hpp"
 #include "commands.hpp"
 #include "process.hpp"
 #include "stats.hpp"
@@ -56,13 +57,6 @@ constexpr char const* usage =
     "  with the same commands written straight to swtpm's data socket (chardev), and the driver\n"
     "  over a model whose TPM answers at once (tis-null). --quick: 2 rounds x 50 calls.\n"
     "  --max-burst/--static-burst: the model's burstCount (default: drawn from 1-64 per read).\n";
-
-auto parse_uint(std::string_view s, unsigned lo, unsigned hi) -> std::optional<unsigned> {
-    unsigned v = 0;
-    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (ec != std::errc{} || p != s.data() + s.size() || v < lo || v > hi) return std::nullopt;
-    return v;
-}
 
 auto parse_options(int argc, char** argv) -> outcome<options> {
     options o;
@@ -289,13 +283,6 @@ private:
     std::array<command_bytes, bench_commands.size()> commands_{};
     std::array<std::byte, 4096> scratch_{};
 };
-
-auto fmt(std::optional<double> v, char const* f = "%.2f") -> std::string {
-    if (!v) return "-";
-    char buf[32];
-    std::snprintf(buf, sizeof buf, f, *v);
-    return buf;
-}
 
 void print_report(std::vector<contestant> const& cs, options const& o) {
     std::vector<std::string> results;

@@ -5,6 +5,7 @@
 // socket. Targets: tpmif >= 3x faster than swtpm, and within 3 us of in-process libtpms at the
 // median, everything on one CPU. docs/benchmarks.md, section "tpmif".
 #include "build_info.hpp"
+#include "cli.hpp"
 #include "commands.hpp"
 #include "process.hpp"
 #include "stats.hpp"
@@ -63,13 +64,6 @@ constexpr char const* usage =
     "  ../roles next to this binary).  --quick: 2 rounds x 200 calls.  --pin as xtpm-bench.\n"
     "  --only: run just these contestants (e.g. --only tpmif under strace or perf).\n";
 
-auto parse_uint(std::string_view s, unsigned lo, unsigned hi) -> std::optional<unsigned> {
-    unsigned v = 0;
-    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (ec != std::errc{} || p != s.data() + s.size() || v < lo || v > hi) return std::nullopt;
-    return v;
-}
-
 auto parse_options(int argc, char** argv) -> outcome<options> {
     options o;
     for (int i = 1; i < argc; ++i) {
@@ -116,13 +110,6 @@ auto self_dir() -> fs::path {
     std::error_code ec;
     auto p = fs::read_symlink("/proc/self/exe", ec);
     return ec ? fs::path{} : p.parent_path();
-}
-
-auto find_program(std::string const& name) -> std::optional<fs::path> {
-    if (name.find('/') != std::string::npos) return ::access(name.c_str(), X_OK) == 0 ? std::optional<fs::path>{name} : std::nullopt;
-    for (char const* dir : {"/usr/bin", "/usr/local/bin", "/bin"})
-        if (auto p = fs::path{dir} / name; ::access(p.c_str(), X_OK) == 0) return p;
-    return std::nullopt;
 }
 
 // --- the direct tpmif client: this process is guest 1 ---------------------------------------
@@ -240,13 +227,6 @@ struct result_log {
         lines.emplace_back(buf);
     }
 };
-
-auto fmt(std::optional<double> v, char const* f = "%.2f") -> std::string {
-    if (!v) return "-";
-    char buf[32];
-    std::snprintf(buf, sizeof buf, f, *v);
-    return buf;
-}
 
 void print_report(std::vector<contestant>& cs, options const& o) {
     result_log results;

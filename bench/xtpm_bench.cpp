@@ -3,6 +3,7 @@
 // and PCR_Read(16); see docs/benchmarks.md. Round-robin over the contestants in
 // every round, so the drift of a noisy VM hits all of them (toolchain.md 7.12).
 #include "build_info.hpp"
+#include "cli.hpp"
 #include "commands.hpp"
 #include "floor_server.hpp"
 #include "process.hpp"
@@ -63,13 +64,6 @@ constexpr char const* usage =
     "  --pin same (default): the bench and every server on one CPU (--cpu, default the last\n"
     "  allowed); apart: the servers on another CPU; none: leave placement to the scheduler.\n";
 
-auto parse_uint(std::string_view s, unsigned lo, unsigned hi) -> std::optional<unsigned> {
-    unsigned v = 0;
-    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (ec != std::errc{} || p != s.data() + s.size() || v < lo || v > hi) return std::nullopt;
-    return v;
-}
-
 auto parse_options(int argc, char** argv) -> outcome<options> {
     options o;
     for (int i = 1; i < argc; ++i) {
@@ -119,22 +113,8 @@ auto self_exe() -> fs::path {
     return ec ? fs::path{} : p;
 }
 
-auto executable(fs::path const& p) -> bool { return !p.empty() && ::access(p.c_str(), X_OK) == 0; }
 
 // A command name resolved through $PATH, or a path taken as is.
-auto find_program(std::string const& name) -> std::optional<fs::path> {
-    if (name.find('/') != std::string::npos) return executable(name) ? std::optional<fs::path>{name} : std::nullopt;
-    char const* path = std::getenv("PATH");
-    std::string_view rest = path ? path : "/usr/bin:/bin";
-    while (!rest.empty()) {
-        auto const colon = rest.find(':');
-        fs::path const dir{std::string{rest.substr(0, colon)}};
-        rest = colon == std::string_view::npos ? std::string_view{} : rest.substr(colon + 1);
-        if (executable(dir / name)) return dir / name;
-    }
-    return std::nullopt;
-}
-
 auto vtpmd_path(options const& o) -> fs::path {
     if (!o.vtpmd.empty()) return o.vtpmd;
     if (char const* env = std::getenv("XTPM_VTPMD"); env && *env) return env;
@@ -267,13 +247,6 @@ struct result_log {
         lines.emplace_back(buf);
     }
 };
-
-auto fmt(std::optional<double> v, char const* f = "%.2f") -> std::string {
-    if (!v) return "-";
-    char buf[32];
-    std::snprintf(buf, sizeof buf, f, *v);
-    return buf;
-}
 
 void print_report(std::vector<contestant>& cs, options const& o) {
     result_log results;
