@@ -188,10 +188,6 @@ private:
         return {switch_state{join(dir_, keys::state), s}};
     }
 
-    static void append(actions& out, actions more) {
-        for (auto& a : more) out.push_back(std::move(a));
-    }
-
     std::string dir_;
     domid frontend_id_;
     backend_config cfg_;

@@ -173,4 +173,9 @@ using action = std::variant<read_keys, write_keys, remove_keys, switch_state, wa
                             map_ring, unmap_ring, setup_ring, release_ring, channel_ready>;
 using actions = std::vector<action>;
 
+// Both machines build their answer from the answers of smaller steps.
+inline void append(actions& out, actions more) {
+    for (auto& a : more) out.push_back(std::move(a));
+}
+
 }  // namespace xtpm::proto::xenbus
