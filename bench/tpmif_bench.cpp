@@ -58,6 +58,7 @@ constexpr char const* usage =
     "                        [--only NAME,...]\n"
     "  Contestants: libtpms (in-process), swtpm (TCP), page-floor (a bare shared page + eventfds\n"
     "  between two processes), sim-floor (the same through sim_hv's grants and event channels),\n"
+    "  poll-floor (the same page, no eventfds: both ends look at it with sched_yield()),\n"
     "  tpmif (this process is guest 1: forward<tpmif_frontend<sim_hv>> -> xtpm-vtpmd --hv sim),\n"
     "  tpmif-sock (TCP -> xtpm-front as guest 2 -> tpmif -> xtpm-vtpmd).\n"
     "  --roles DIR: where xtpm-simhv/, xtpm-simxl/, xtpm-vtpmd/, xtpm-front/ are (default:\n"
@@ -261,8 +262,8 @@ void print_report(std::vector<contestant>& cs, options const& o) {
     };
     std::printf("\nderived (median over rounds of paired per-round p50s); targets: swtpm/tpmif >= %.0f, "
                 "tpmif - libtpms <= %.1f us\n\n", speedup_target, added_target_us);
-    std::printf("%-16s %11s %9s %14s %9s %16s %10s\n", "command", "swtpm/tpmif", "tpmif-lib", "tpmif-sim-lib",
-                "sim-page", "swtpm/tpmif-sock", "sock-tpmif");
+    std::printf("%-16s %11s %9s %14s %15s %9s %16s %10s\n", "command", "swtpm/tpmif", "tpmif-lib", "tpmif-sim-lib",
+                "tpmif-poll-lib", "sim-page", "swtpm/tpmif-sock", "sock-tpmif");
     for (auto cmd : all_commands) {
         auto const* lib = find("libtpms", cmd);
         auto const* sw = find("swtpm", cmd);
@@ -270,16 +271,18 @@ void print_report(std::vector<contestant>& cs, options const& o) {
         auto const* sim = find("sim-floor", cmd);
         auto const* tp = find("tpmif", cmd);
         auto const* so = find("tpmif-sock", cmd);
+        auto const* pf = find("poll-floor", cmd);
         auto const ratio = [](double a, double b) { return a / b; };
         auto const minus = [](double a, double b) { return a - b; };
         auto speedup = paired_median(ratio, sw, tp);
         auto added = paired_median(minus, tp, lib);
         auto own = paired_median([](double t, double f, double l) { return t - f - l; }, tp, sim, lib);
+        auto above_poll = paired_median([](double t, double f, double l) { return t - f - l; }, tp, pf, lib);
         auto policy = paired_median(minus, sim, flo);
         auto sock_speedup = paired_median(ratio, sw, so);
         auto sock_extra = paired_median(minus, so, tp);
-        std::printf("%-16s %11s %9s %14s %9s %16s %10s\n", std::string{display_name(cmd)}.c_str(),
-                    fmt(speedup, "%.2fx").c_str(), fmt(added).c_str(), fmt(own).c_str(), fmt(policy).c_str(),
+        std::printf("%-16s %11s %9s %14s %15s %9s %16s %10s\n", std::string{display_name(cmd)}.c_str(),
+                    fmt(speedup, "%.2fx").c_str(), fmt(added).c_str(), fmt(own).c_str(), fmt(above_poll).c_str(), fmt(policy).c_str(),
                     fmt(sock_speedup, "%.2fx").c_str(), fmt(sock_extra).c_str());
         auto const key = std::string{key_name(cmd)};
         if (speedup)
@@ -289,6 +292,7 @@ void print_report(std::vector<contestant>& cs, options const& o) {
             results.add("RESULT name=tpmif_minus_libtpms.%s value_us=%.3f target_us=%.1f met=%s", key.c_str(), *added,
                         added_target_us, *added <= added_target_us ? "yes" : "no");
         if (own) results.add("RESULT name=tpmif_minus_simfloor_minus_libtpms.%s value_us=%.3f", key.c_str(), *own);
+        if (above_poll) results.add("RESULT name=tpmif_minus_pollfloor_minus_libtpms.%s value_us=%.3f", key.c_str(), *above_poll);
         if (policy) results.add("RESULT name=simfloor_minus_pagefloor.%s value_us=%.3f", key.c_str(), *policy);
         if (sock_speedup) results.add("RESULT name=speedup_swtpm_over_tpmif_sock.%s value=%.3f", key.c_str(), *sock_speedup);
         if (sock_extra) results.add("RESULT name=tpmif_sock_minus_tpmif.%s value_us=%.3f", key.c_str(), *sock_extra);
@@ -342,13 +346,14 @@ auto run(options const& o) -> int {
         if (::access(p.c_str(), X_OK) != 0)
             return std::fprintf(stderr, "xtpm-tpmif-bench: %s is not built (--roles DIR)\n", p.c_str()), 2;
 
-    std::vector<contestant> cs(6);
+    std::vector<contestant> cs(7);
     cs[0].name = "libtpms";
     cs[1].name = "swtpm";
     cs[2].name = "page-floor";
     cs[3].name = "sim-floor";
     cs[4].name = "tpmif";
     cs[5].name = "tpmif-sock";
+    cs[6].name = "poll-floor";
 
     auto chain = sim_chain::start(paths, o.front, start_limit);
     if (!chain) return std::fprintf(stderr, "xtpm-tpmif-bench: starting the sim chain: %s\n", chain.error().c_str()), 1;
@@ -378,6 +383,9 @@ auto run(options const& o) -> int {
     auto floor = page_floor::start();
     if (!floor) mark_failed(cs[2], "to start", floor.error().message());
     else cs[2].conn = std::move(*floor);
+    auto poll_floor = page_floor::start(page_floor::mode::polling);
+    if (!poll_floor) mark_failed(cs[6], "to start", poll_floor.error().message());
+    else cs[6].conn = std::move(*poll_floor);
 
     // Forks before this process opens its own sim_hv connection.
     if (auto f = sim_floor::start(chain->hv_dir()); !f) mark_failed(cs[3], "to start", f.error());

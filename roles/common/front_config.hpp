@@ -9,6 +9,7 @@ namespace xtpm::roles {
 
 inline constexpr char const* front_usage = R"(Usage:
   xtpm-front --hv sim|xen [--simhv-dir D] --domain F [--devid N] [--tpm12] [--extra-pages on|off]
+             [--poll-us N (look at the page N us before blocking; default 50)]
              [--server type=tcp,port=P | type=unixio,path=S] [--ctrl ...] [--mssim port=Q]
              [--pid file=F] [--log file=F]
   A user-space tpmif frontend for domain F's vTPM device N (default 0): serves the swtpm

@@ -1,5 +1,6 @@
 // The hypervisor options of the guest-path roles (xtpm-vtpmd --hv, xtpm-front, xtpm-simxl):
-// `--hv sim|xen`, `--simhv-dir D` (sim_hv's daemon directory) and `--domain N` (who we are),
+// `--hv sim|xen`, `--simhv-dir D` (sim_hv's daemon directory), `--domain N` (who we are) and
+// `--poll-us N` (how long an end looks at the shared page before blocking, io/spin.hpp),
 // and with_hv(), which opens the chosen policy and hands it to a generic callable.
 #pragma once
 
@@ -7,6 +8,7 @@
 #include <xtpm/hv/xen.hpp>
 #include <xtpm/proto/xenbus/common.hpp>
 
+#include <chrono>
 #include <cstdlib>
 #include <optional>
 #include <stdexcept>
@@ -19,6 +21,7 @@ struct hv_options {
     std::string kind;                     // "sim" or "xen"
     std::string simhv_dir;                // sim: where xtpm-simhv serves dom<N>.sock
     std::optional<hv::domid_t> domain;    // sim: required; xen: read from xenstore when absent
+    std::chrono::microseconds poll_window{50};  // look at the page this long before blocking
 };
 
 inline auto parse_domid(std::string_view v, char const* opt) -> hv::domid_t {
@@ -43,6 +46,10 @@ auto take_hv_option(hv_options& o, std::string_view a, Value&& value) -> bool {
         o.simhv_dir = std::string{value()};
     } else if (a == "--domain") {
         o.domain = parse_domid(value(), "--domain");
+    } else if (a == "--poll-us") {
+        auto const us = parse_uint(value(), "--poll-us");
+        if (us > 10000) throw std::invalid_argument("--poll-us: at most 10000");
+        o.poll_window = std::chrono::microseconds{us};
     } else {
         return false;
     }

@@ -43,6 +43,8 @@ tpmif backend (the vTPM of a guest over Xen's shared page; no sockets):
   --frontend F            serve only guest domain F (default: every vtpm device of B)
   --devid N               serve only device N
   --extra-pages on|off    advertise feature-extra-pages (default on): buffer 4096, else 4088
+  --poll-us N             after answering, look at the page N us for the next request before
+                          blocking (default 50; 0: always block)
 
 swtpm-compatible options (after `socket`):
   --tpm2                                   TPM 2.0 (without it: TPM 1.2)

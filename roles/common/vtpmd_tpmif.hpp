@@ -21,6 +21,7 @@ inline auto serve_tpmif(vtpmd_config const& cfg, daemon_process& d, vtpm_device 
         o.frontend = cfg.frontend;
         o.devid = cfg.devid;
         o.extra_pages = cfg.extra_pages;
+        o.poll_window = cfg.hv->poll_window;
         o.log = [](std::string const& line) { std::fprintf(stderr, "xtpm-vtpmd: %s\n", line.c_str()); };
         auto source = must(tpmif_backend<Hv>::create(std::move(h), std::move(o)), "tpmif backend");
         auto const policy = cfg.reject_locality_4 ? locality_policy::without_locality_4() : locality_policy::all();

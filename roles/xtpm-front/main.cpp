@@ -33,6 +33,7 @@ auto run(front_config const& cfg, daemon_process& d, Hv h) -> int {
     o.family = cfg.endpoints.family;
     o.durations = proto::tpmif::default_durations(o.family);
     o.extra_pages = cfg.extra_pages;
+    o.poll_window = cfg.hv.poll_window;
     auto const self = h.self();
     forward device{must(tpmif_frontend<Hv>::open(std::move(h), o), "connect to the vTPM backend")};
     auto const& e = cfg.endpoints;

@@ -167,6 +167,72 @@ TEST_CASE("sim_hv evtchn: a notify before the bind is not lost", "[hv][sim][evtc
     }
 }
 
+TEST_CASE("sim_hv evtchn: notifies to a port that is already pending make one event", "[hv][sim][evtchn]") {
+    test::simhv_daemon d;
+    auto dom0 = d.connect(0);
+    auto dom1 = d.connect(1);
+    auto port = dom1.alloc_unbound(0);
+    REQUIRE(port.has_value());
+    auto local = dom0.bind_interdomain(1, *port);
+    REQUIRE(local.has_value());
+    REQUIRE(test::next_port(dom0) == *local);  // the bind's own mark
+    for (int i = 0; i < 3; ++i) REQUIRE(dom1.notify(*port));
+    CHECK(test::next_port(dom0) == *local);
+    CHECK(dom0.pending() == result<std::optional<evtchn_port_t>>{std::nullopt});
+    CHECK_FALSE(test::wait_readable(dom0.evtchn_fd(), std::chrono::milliseconds{0}));
+    REQUIRE(dom1.notify(*port));  // consumed above: pending again, and the fd wakes a poller
+    CHECK(test::wait_readable(dom0.evtchn_fd()));
+    CHECK(test::next_port(dom0) == *local);
+}
+
+TEST_CASE("sim_hv evtchn: no notify is lost while the ends mix polling the page and blocking", "[hv][sim][evtchn]") {
+    // Ping-pong of a sequence number through a granted page. Each end sometimes sees the
+    // peer's write by looking at the page (leaving the event pending, as a polling tpmif end
+    // does) and sometimes blocks for the event. A lost wake-up hangs one end: its poll gives
+    // up after a bound and the test fails.
+    test::simhv_daemon d;
+    auto fe = d.connect(1);
+    auto page = fe.share_pages(0, 1, true);
+    auto port = fe.alloc_unbound(0);
+    REQUIRE((page && port));
+    constexpr std::uint32_t rounds = 20000;
+    auto const ref = page->refs()[0];
+    // Wait until the word at `at` is `want`: peek first on some rounds, else block.
+    auto const await = [](sim_hv& h, std::span<std::byte> b, std::size_t at, std::uint32_t want) {
+        std::atomic_ref<std::uint32_t> w{*reinterpret_cast<std::uint32_t*>(b.data() + at)};
+        if (want % 3 != 0 && w.load(std::memory_order_acquire) == want) return true;  // event left pending
+        do {  // as tpmif_frontend waits: poll the fd first, then consume one port
+            if (!test::wait_readable(h.evtchn_fd())) return false;
+            if (!h.pending()) return false;
+        } while (w.load(std::memory_order_acquire) != want);
+        return true;
+    };
+    test::child_process be{[&] {
+        auto h = sim_hv::connect(d.dir(), 0);
+        if (!h) return 1;
+        grant_ref_t const refs[] = {ref};
+        auto m = h->map_grants(1, refs, true);
+        auto l = h->bind_interdomain(1, *port);
+        if (!m || !l) return 2;
+        std::atomic_ref<std::uint32_t> out{*reinterpret_cast<std::uint32_t*>(m->bytes().data() + 64)};
+        for (std::uint32_t i = 1; i <= rounds; ++i) {
+            if (!await(*h, m->bytes(), 0, i)) return 3;
+            out.store(i, std::memory_order_release);
+            if (!h->notify(*l)) return 4;
+        }
+        return 0;
+    }};
+    std::atomic_ref<std::uint32_t> out{*reinterpret_cast<std::uint32_t*>(page->bytes().data())};
+    std::uint32_t done = 0;
+    for (std::uint32_t i = 1; i <= rounds; ++i, ++done) {
+        out.store(i, std::memory_order_release);
+        REQUIRE(fe.notify(*port));
+        if (!await(fe, page->bytes(), 64, i)) break;
+    }
+    CHECK(done == rounds);
+    CHECK(be.exit_code() == 0);
+}
+
 TEST_CASE("sim_hv evtchn: a dead peer is harmless and its port can be bound again", "[hv][sim][evtchn]") {
     test::simhv_daemon d;
     auto dom0 = d.connect(0);

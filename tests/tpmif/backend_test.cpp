@@ -1,3 +1,4 @@
+#include <xtpm/io/spin.hpp>
 #include <xtpm/proto/tpmif/backend.hpp>
 
 #include "tpmif/peer.hpp"
@@ -248,13 +249,16 @@ TEST_CASE("tpmif backend: states that are not ours to act on are spurious", "[tp
         p.set_state(static_cast<std::uint8_t>(s));
         p.set_length(0xFFFFFFFF);
         auto const before = p.mem;
+        CHECK_FALSE(be.wants_service(p.region()));
         CHECK(std::holds_alternative<tp::spurious>(be.on_event(p.region(), buf)));
         CHECK(p.mem == before);
     }
     SECTION("SUBMIT again while busy does not pick up twice") {
         p.submit(test::command(10));
+        CHECK(be.wants_service(p.region()));
         REQUIRE(std::holds_alternative<tp::request>(be.on_event(p.region(), buf)));
         p.submit(test::command(20));
+        CHECK_FALSE(be.wants_service(p.region()));
         CHECK(std::holds_alternative<tp::spurious>(be.on_event(p.region(), buf)));
     }
 }
@@ -344,4 +348,16 @@ TEST_CASE("tpmif backend: SUBMIT/CANCEL storms always end answered", "[tpmif][ba
     CHECK(requests > 1000);
     CHECK(errors > 100);
     CHECK(acks > 1000);
+}
+
+TEST_CASE("io::spin_until: true once ready, false after the window, one look without a window", "[tpmif][spin]") {
+    int looks = 0;
+    CHECK(io::spin_until([&] { return ++looks == 3; }, std::chrono::seconds{5}));
+    CHECK(looks == 3);
+    looks = 0;
+    CHECK_FALSE(io::spin_until([&] { return ++looks, false; }, std::chrono::nanoseconds{0}));
+    CHECK(looks == 1);
+    auto const t0 = std::chrono::steady_clock::now();
+    CHECK_FALSE(io::spin_until([] { return false; }, std::chrono::microseconds{200}));
+    CHECK(std::chrono::steady_clock::now() - t0 >= std::chrono::microseconds{200});
 }

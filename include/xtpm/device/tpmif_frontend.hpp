@@ -8,6 +8,7 @@
 
 #include <xtpm/hv/concepts.hpp>
 #include <xtpm/io/fd.hpp>
+#include <xtpm/io/spin.hpp>
 #include <xtpm/proto/tpmif/duration.hpp>
 #include <xtpm/proto/tpmif/frontend.hpp>
 #include <xtpm/proto/xenbus/frontend.hpp>
@@ -33,6 +34,9 @@ public:
         proto::xenbus::frontend_variant variant = proto::xenbus::frontend_variant::linux_driver;
         std::chrono::milliseconds connect_timeout{10000};  // libxl's LIBXL_INIT_TIMEOUT
         std::chrono::milliseconds idle_timeout{2000};      // Linux timeout_c: page IDLE/FINISH
+        // Look at the page this long (yielding) before blocking on the event channel: a fast
+        // command's answer is seen without a wake-up (io/spin.hpp). 0: always block.
+        std::chrono::microseconds poll_window{50};
         proto::tpmif::durations durations = proto::tpmif::default_durations(family);
     };
 
@@ -54,7 +58,12 @@ public:
     auto transact(wire::bytes_view cmd, std::uint8_t locality, wire::bytes_span out) -> result<wire::bytes_view> {
         auto& s = *st_;
         if (s.cancel_flag.exchange(false)) drain(s.cancel_fd.get());  // a syscall only after a cancel()
-        if (auto r = pump(); !r) return std::unexpected{r.error()};
+        // Xenstore news (the backend closed or came back) is read whenever we block, and here
+        // at most once per pump_interval: a syscall per command would cost ~0.5 us, a sixth of
+        // the round trip (docs/benchmarks.md, "tpmif"). Linux xen-tpmfront does not look at
+        // xenstore per command either (its xenwatch thread does).
+        if (clock::now() - s.pumped >= pump_interval)
+            if (auto r = pump(); !r) return std::unexpected{r.error()};
         if (auto r = await_connected(s.opts.connect_timeout); !r) return std::unexpected{r.error()};
         auto const region = s.region();
         if (!s.ch.can_submit(region)) {  // Linux: wait timeout_c for the IDLE bit
@@ -64,6 +73,9 @@ public:
         }
         if (auto r = s.ch.submit(region, cmd, locality); !r) return std::unexpected{r.error()};
         (void)s.hv.notify(*s.port);
+        // FINISH or IDLE is "can submit" again. The notify that comes with it stays pending
+        // and is consumed by the next blocking wait, if any.
+        (void)io::spin_until([&] { return s.ch.can_submit(region); }, s.opts.poll_window);
         auto deadline = clock::now() + duration(cmd);
         bool canceled = false, timed_out = false;
         for (;;) {
@@ -112,6 +124,7 @@ private:
     static constexpr std::string_view hs_token = "xtpm-front";
     static constexpr std::string_view reopen_token = "xtpm-front-reopen";
     enum class wake : std::uint8_t { event, timeout, cancel };
+    static constexpr std::chrono::milliseconds pump_interval{1};
 
     struct state {
         state(Hv h, options o, std::string d)
@@ -127,6 +140,7 @@ private:
         std::string reopen_watch;  // the backend state path, watched while we are closed
         io::unique_fd cancel_fd;
         std::atomic<bool> cancel_flag{false};
+        clock::time_point pumped{};  // the last look at xenstore
         [[nodiscard]] auto connected() const -> bool { return ready && ring && port; }
         auto region() -> wire::bytes_span {
             auto b = ring->bytes();
@@ -204,6 +218,7 @@ private:
     // Handle every queued watch event.
     auto pump() -> result<void> {
         auto& s = *st_;
+        s.pumped = clock::now();
         for (;;) {
             auto ev = s.hv.read_watch();
             if (!ev) return std::unexpected{ev.error()};

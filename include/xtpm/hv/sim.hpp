@@ -7,6 +7,7 @@
 
 #include <xtpm/hv/concepts.hpp>
 #include <xtpm/hv/sim/pages.hpp>
+#include <xtpm/hv/sim/pending_words.hpp>
 
 #include <filesystem>
 #include <map>
@@ -72,19 +73,22 @@ public:
     auto alloc_unbound(domid_t remote) -> result<evtchn_port_t> {
         sim::message_builder b;
         b.num(remote);
-        return add_port(call(sim::msg_type::evt_alloc_unbound, no_tx, b));
+        return add_port(call(sim::msg_type::evt_alloc_unbound, no_tx, b), 0);
     }
     auto bind_interdomain(domid_t remote, evtchn_port_t remote_port) -> result<evtchn_port_t> {
         sim::message_builder b;
         b.num(remote).num(remote_port);
-        return add_port(call(sim::msg_type::evt_bind, no_tx, b));
+        return add_port(call(sim::msg_type::evt_bind, no_tx, b), 1);
     }
-    // One write to the peer's eventfd. A peer that is gone (or not bound yet) makes it a no-op.
+    // Set the peer's pending word; write its eventfd only if the word was clear (as Xen
+    // sends an upcall only then). A peer that is gone (or not bound yet) makes it a no-op.
     auto notify(evtchn_port_t port) -> result<void> {
         auto const it = ports_.find(port);
         if (it == ports_.end()) return sim::sys_error(EINVAL);
+        auto& p = it->second;
+        if (!p.words.raise(1 - p.wait_word)) return {};  // already pending: the peer will look
         std::uint64_t one = 1;
-        [[maybe_unused]] auto n = ::write(it->second.notify.get(), &one, sizeof one);  // EAGAIN: already pending
+        [[maybe_unused]] auto n = ::write(p.notify.get(), &one, sizeof one);  // EAGAIN: already pending
         return {};
     }
     auto unbind(evtchn_port_t port) -> result<void> {
@@ -99,16 +103,21 @@ public:
         return {};
     }
     [[nodiscard]] auto evtchn_fd() const noexcept -> int { return evt_ep_.get(); }
-    // One pending port, its pending count consumed. Without Xen's mask bit, unmask is a no-op:
-    // a notify that arrives while the port is being handled makes it pending again.
+    // One pending port, its word cleared and its eventfd drained. Without Xen's mask bit,
+    // unmask is a no-op: a notify that arrives while the port is handled makes it pending again.
     auto pending() -> result<std::optional<evtchn_port_t>> {
-        std::uint64_t count;
-        // A split driver has one or two ports: reading them directly costs a syscall less.
+        // A split driver has one or two ports: looking at them directly saves the epoll.
         if (ports_.size() <= direct_read_ports) {
-            auto it = ports_.upper_bound(last_pending_);  // round robin, so no port starves
-            for (std::size_t i = 0; i < ports_.size(); ++i, ++it) {
-                if (it == ports_.end()) it = ports_.begin();
-                if (::read(it->second.wait.get(), &count, sizeof count) == sizeof count) {
+            // First the words (no syscall), then the eventfds: a count without its word is a
+            // notify that raced with our last take(); reading it keeps the fd from staying
+            // readable, and the port is reported (a spurious wake-up, allowed).
+            for (bool const by_word : {true, false}) {
+                auto it = ports_.upper_bound(last_pending_);  // round robin, so no port starves
+                for (std::size_t i = 0; i < ports_.size(); ++i, ++it) {
+                    if (it == ports_.end()) it = ports_.begin();
+                    auto& p = it->second;
+                    if (by_word && !p.words.is_set(p.wait_word)) continue;
+                    if (!drain(p) && !by_word) continue;
                     last_pending_ = it->first;
                     return it->first;
                 }
@@ -123,7 +132,7 @@ public:
             if (n == 0) return std::nullopt;
             auto const it = ports_.find(ev.data.u32);
             if (it == ports_.end()) continue;
-            if (::read(it->second.wait.get(), &count, sizeof count) == sizeof count) return it->first;
+            if (drain(it->second)) return it->first;
         }
     }
     auto unmask(evtchn_port_t port) -> result<void> {
@@ -236,7 +245,17 @@ public:
 private:
     struct port_fds {
         io::unique_fd wait, notify;
+        sim::pending_words words;
+        unsigned wait_word;  // ours in `words`; the peer's is the other one
     };
+
+    // Read the eventfd, then clear our word (sim/pending_words.hpp says why in this order).
+    // True if either said pending.
+    static auto drain(port_fds& p) -> bool {
+        std::uint64_t count;
+        bool const counted = ::read(p.wait.get(), &count, sizeof count) == sizeof count;
+        return p.words.take(p.wait_word) || counted;
+    }
 
     sim_hv(std::shared_ptr<sim::channel> ch, domid_t self, io::unique_fd ep)
         : ch_{std::move(ch)}, self_{self}, evt_ep_{std::move(ep)} {}
@@ -254,15 +273,17 @@ private:
         return b.str(path.find('\0') == std::string_view::npos ? path : std::string_view{});
     }
 
-    auto add_port(result<sim::channel::reply> r) -> result<evtchn_port_t> {
+    auto add_port(result<sim::channel::reply> r, unsigned wait_word) -> result<evtchn_port_t> {
         if (!r) return std::unexpected{r.error()};
         auto const port = sim::parse_decimal<evtchn_port_t>(std::string_view{r->payload}.substr(0, r->payload.find('\0')));
-        if (!port || r->fds.size() != 2) return fail(errc::io_error);
+        if (!port || r->fds.size() != 3) return fail(errc::io_error);
+        auto words = sim::pending_words::map(r->fds[2].get());
+        if (!words) return std::unexpected{words.error()};
         epoll_event ev{};
         ev.events = EPOLLIN;
         ev.data.u32 = *port;
         if (::epoll_ctl(evt_ep_.get(), EPOLL_CTL_ADD, r->fds[0].get(), &ev) < 0) return io::sys_error();
-        ports_.insert_or_assign(*port, port_fds{std::move(r->fds[0]), std::move(r->fds[1])});
+        ports_.insert_or_assign(*port, port_fds{std::move(r->fds[0]), std::move(r->fds[1]), std::move(*words), wait_word});
         return *port;
     }
 

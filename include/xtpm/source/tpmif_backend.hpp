@@ -9,12 +9,14 @@
 
 #include <xtpm/hv/concepts.hpp>
 #include <xtpm/io/poller.hpp>
+#include <xtpm/io/spin.hpp>
 #include <xtpm/proto/tpmif/backend.hpp>
 #include <xtpm/proto/tpmif/duration.hpp>
 #include <xtpm/proto/xenbus/backend.hpp>
 #include <xtpm/source/concepts.hpp>
 #include <xtpm/source/detail/tpmif_cancel_watch.hpp>
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <memory>
@@ -51,6 +53,10 @@ public:
         std::optional<hv::domid_t> frontend;  // serve only this frontend domain (default: all)
         std::optional<unsigned> devid;        // and only this device id
         bool extra_pages = true;              // advertise feature-extra-pages (docs/tpmif.md)
+        // After answering, look at the connected pages this long (yielding) for the next
+        // request before blocking: a guest's next command is picked up without a wake-up
+        // (io/spin.hpp). 0: always block.
+        std::chrono::microseconds poll_window{50};
         // Connection events (connected, closed, refused, malformed requests), one line each.
         std::function<void(std::string const&)> log;
     };
@@ -111,7 +117,8 @@ public:
 private:
     static constexpr std::uint64_t xs_token = 1, evt_token = 2;
     static constexpr std::string_view dirs_token = "xtpm-backend-dirs";
-    static constexpr unsigned malformed_log_limit = 8;  // per connection: a hostile guest cannot flood the log
+    static constexpr unsigned malformed_log_limit = 8;
+    static constexpr unsigned linger_limit = 64;  // events or requests per turn of the loop  // per connection: a hostile guest cannot flood the log
 
     struct device {
         device(std::string const& dir, tpmif_device_id who, proto::xenbus::backend_config cfg)
@@ -301,21 +308,50 @@ private:
     }
 
     // --- event channels -------------------------------------------------------------------
+    // Bounded: a peer that keeps its port pending (sim_hv: by writing its pending word)
+    // cannot keep the loop from xenstore and stop(); a real pending event wakes epoll again.
     template <class Handler>
     auto on_ports(Handler& h) -> result<void> {
         auto& s = *st_;
-        for (;;) {
-            if (!s.deferred.empty()) {  // consumed by the watcher while a command ran
-                auto const port = s.deferred.back();
-                s.deferred.pop_back();
-                serve_port(h, port);
-                continue;
-            }
+        for (unsigned n = 0; n < linger_limit; ++n) {
+            serve_deferred(h);
             auto p = s.hv.pending();
             if (!p) return std::unexpected{p.error()};
-            if (!*p) return {};
-            serve_port(h, **p);
+            if (*p) {
+                serve_port(h, **p);
+            } else {
+                linger(h);
+                if (s.deferred.empty()) return {};
+            }
         }
+        serve_deferred(h);
+        return {};
+    }
+
+    // Ports whose events the watcher consumed while a command ran: their requests are real.
+    template <class Handler>
+    void serve_deferred(Handler& h) {
+        auto& s = *st_;
+        while (!s.deferred.empty()) {
+            auto const port = s.deferred.back();
+            s.deferred.pop_back();
+            serve_port(h, port);
+        }
+    }
+
+    // Serve requests seen on the pages, without their events, until none came for a whole
+    // poll window. Their notifies stay pending; the loop consumes them as spurious events.
+    // At most linger_limit requests, so xenstore and stop() are heard during a storm.
+    template <class Handler>
+    void linger(Handler& h) {
+        auto& s = *st_;
+        device* next = nullptr;
+        auto const seen = [&] {
+            auto const it = std::ranges::find_if(s.ports, [](auto const& p) { return p.second->ch.wants_service(p.second->region()); });
+            next = it == s.ports.end() ? nullptr : it->second;
+            return next != nullptr;
+        };
+        for (unsigned n = 0; n < linger_limit && io::spin_until(seen, s.opts.poll_window); ++n) serve_device(h, *next);
     }
 
     template <class Handler>

@@ -190,6 +190,7 @@ private:
             if (!p) return std::unexpected{p.error()};
             reply_fds.push_back(std::move(p->wait));
             reply_fds.push_back(std::move(p->notify));
+            reply_fds.push_back(std::move(p->words));
             return std::to_string(p->port) + '\0';
         };
         switch (static_cast<msg_type>(m.type())) {

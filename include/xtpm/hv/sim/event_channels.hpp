@@ -3,10 +3,13 @@
 // two ports. Notification bypasses the daemon: every port owns two eventfds for its whole
 // life, `wait` (its owner polls it) and `notify` (its owner writes it; the peer waits on it).
 // Binding port Y to unbound port X gives Y wait = X.notify and notify = X.wait, so both ends
-// keep stable descriptors across a peer's death and a re-bind.
+// keep stable descriptors across a peer's death and a re-bind. The two pending words of
+// the channel (sim/pending_words.hpp) live in a page both ends map, word 0 the unbound
+// port's, word 1 its binder's.
 #pragma once
 
 #include <xtpm/hv/sim/grant_table.hpp>
+#include <xtpm/hv/sim/pending_words.hpp>
 
 #include <map>
 #include <utility>
@@ -24,6 +27,7 @@ public:
         evtchn_port_t port;
         io::unique_fd wait;    // the owner polls and reads this
         io::unique_fd notify;  // the owner writes this to signal the peer
+        io::unique_fd words;   // the channel's pending words (a page to map)
     };
 
     // EVTCHNOP_alloc_unbound: a port that `remote` may bind.
@@ -32,8 +36,12 @@ public:
         if (tab.size() >= max_ports_per_domain) return sys_error(ENOSPC);
         io::unique_fd w{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)}, n{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
         if (!w || !n) return io::sys_error();
+        auto words = pending_words::create();
+        if (!words) return std::unexpected{words.error()};
+        auto shared = std::make_shared<channel_words>(std::move(words->first), std::move(words->second));
         auto const p = free_port(tab);
-        auto& rec = tab.emplace(p, port_rec{conn, false, remote, 0, std::move(w), std::move(n)}).first->second;
+        auto& rec = tab.emplace(p, port_rec{conn, false, remote, 0, std::move(w), std::move(n), std::move(shared), 0})
+                        .first->second;
         return hand_out(p, rec);
     }
 
@@ -50,9 +58,12 @@ public:
         auto n = dup_fd(rp->second.wait.get());
         if (!w || !n) return io::sys_error();
         auto const p = free_port(tab);
-        auto& rec = tab.emplace(p, port_rec{conn, true, remote, rport, std::move(*w), std::move(*n)}).first->second;
+        auto& rec = tab.emplace(p, port_rec{conn, true, remote, rport, std::move(*w), std::move(*n),
+                                            rp->second.words, 1})
+                        .first->second;
         rp->second.bound = true;
         rp->second.remote_port = p;
+        rec.words->map.raise(rec.wait_word);
         signal(rec.wait.get());
         return hand_out(p, rec);
     }
@@ -84,6 +95,11 @@ public:
     }
 
 private:
+    struct channel_words {
+        channel_words(io::unique_fd f, pending_words m) : fd{std::move(f)}, map{std::move(m)} {}
+        io::unique_fd fd;
+        pending_words map;
+    };
     struct port_rec {
         conn_id owner;
         bool bound;
@@ -91,6 +107,8 @@ private:
         evtchn_port_t remote_port;
         io::unique_fd wait;
         io::unique_fd notify;
+        std::shared_ptr<channel_words> words;  // shared by both ports of the channel
+        unsigned wait_word;                    // 0: made by alloc_unbound, 1: bound to such a port
     };
     using table = std::map<evtchn_port_t, port_rec>;
 
@@ -111,8 +129,9 @@ private:
     static auto hand_out(evtchn_port_t p, port_rec const& rec) -> result<bound_port> {
         auto w = dup_fd(rec.wait.get());
         auto n = dup_fd(rec.notify.get());
-        if (!w || !n) return io::sys_error();
-        return bound_port{p, std::move(*w), std::move(*n)};
+        auto b = dup_fd(rec.words->fd.get());
+        if (!w || !n || !b) return io::sys_error();
+        return bound_port{p, std::move(*w), std::move(*n), std::move(*b)};
     }
 
     void close(domid_t self, table::iterator it) {

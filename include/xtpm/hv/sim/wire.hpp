@@ -49,8 +49,8 @@ enum class msg_type : std::uint32_t {
     gnt_share = 0x8000,  // grantee|count|writable|  + 1 sealed memfd  -> ref|*
     gnt_map = 0x8001,    // granter|writable|ref|+                     -> (fd index|page|)+ + fds
     gnt_end = 0x8002,    // ref|+                                      -> OK|
-    evt_alloc_unbound = 0x8010,  // remote|                   -> port|  + wait fd, notify fd
-    evt_bind = 0x8011,           // remote|remote port|       -> port|  + wait fd, notify fd
+    evt_alloc_unbound = 0x8010,  // remote|                   -> port|  + wait fd, notify fd, words fd
+    evt_bind = 0x8011,           // remote|remote port|       -> port|  + wait fd, notify fd, words fd
     evt_unbind = 0x8012,         // port|                     -> OK|
 };
 

@@ -103,6 +103,14 @@ public:
         return true;
     }
 
+    // Whether on_event() would act on the page now (a SUBMIT while idle, or a CANCEL): one
+    // acquire load, for looking at the page without an event (io/spin.hpp).
+    [[nodiscard]] auto wants_service(wire::bytes_span region) const noexcept -> bool {
+        auto const state = detail::load_state(region);
+        return state == static_cast<std::uint8_t>(page_state::cancel) ||
+               (state == static_cast<std::uint8_t>(page_state::submit) && phase_ == phase::idle);
+    }
+
     // The frontend asked to cancel the request now being served.
     [[nodiscard]] auto cancel_requested() const noexcept -> bool { return cancel_requested_; }
     [[nodiscard]] auto busy() const noexcept -> bool { return phase_ != phase::idle; }
