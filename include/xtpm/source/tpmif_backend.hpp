@@ -97,7 +97,10 @@ public:
             }
             for (auto const& e : *ev) {
                 if (e.data.u64 == io::poller::stop_token) run = false;
-                else if (e.data.u64 == xs_token) out = on_xenstore();
+                else if (e.data.u64 == xs_token) {
+                    out = on_xenstore();
+                    serve_deferred(h);  // newly bound pages are looked at once (map())
+                }
                 else if (e.data.u64 == evt_token) out = on_ports(h);
             }
         }
@@ -289,6 +292,10 @@ private:
         d.malformed = 0;
         d.ch.reset({s.fam, m.extra_pages});
         s.ports[*port] = &d;
+        // Look at the page right after binding, not only on an event: Linux submits its first
+        // command before we connect, and its notify may not survive to our new port
+        // (xen-in-qemu.md, "What the real frontend did", 2). serve() does it after xenstore.
+        s.deferred.push_back(*port);
         if (auto u = d.hs.uuid()) d.id.uuid = detail::uuid_string(*u);
         log("device " + name(d) + " uuid=" + d.id.uuid + ": connected, port " + std::to_string(*port) +
             (m.extra_pages ? ", extra pages" : ""));
