@@ -42,6 +42,8 @@ tpmif backend (the vTPM of a guest over Xen's shared page; no sockets):
   --domain B              our domain id (sim: required; xen: read from xenstore)
   --frontend F            serve only guest domain F (default: every vtpm device of B)
   --devid N               serve only device N
+  --uuid U                serve only the device whose backend directory says uuid U (xl's
+                          vtpm=["backend=B,uuid=U"]; survives the guest's reboots, its domain id does not)
   --extra-pages on|off    advertise feature-extra-pages (default on): buffer 4096, else 4088
   --poll-us N             after answering, look at the page N us for the next request before
                           blocking (default 50; 0: always block)
@@ -78,6 +80,7 @@ struct vtpmd_config {
     std::optional<hv_options> hv;
     std::optional<hv::domid_t> frontend;
     std::optional<unsigned> devid;
+    std::optional<proto::xenbus::uuid_bytes> uuid;
     bool extra_pages = true;
 
     static auto from_args(int argc, char** argv) -> vtpmd_config {
@@ -147,7 +150,11 @@ private:
             if (take_hv_option(h, a, value)) c.hv = h;
             else if (a == "--frontend") c.frontend = parse_domid(value(), "--frontend");
             else if (a == "--devid") c.devid = parse_uint(value(), "--devid");
-            else if (a == "--extra-pages") {
+            else if (a == "--uuid") {
+                auto const u = proto::xenbus::parse_uuid(value());
+                if (!u) bad("--uuid: not a canonical UUID");
+                c.uuid = *u;
+            } else if (a == "--extra-pages") {
                 auto const v = value();
                 if (v != "on" && v != "off") bad("--extra-pages: on or off");
                 c.extra_pages = v == "on";

@@ -20,6 +20,7 @@ inline auto serve_tpmif(vtpmd_config const& cfg, daemon_process& d, vtpm_device 
         typename tpmif_backend<Hv>::options o;
         o.frontend = cfg.frontend;
         o.devid = cfg.devid;
+        o.uuid = cfg.uuid;
         o.extra_pages = cfg.extra_pages;
         o.poll_window = cfg.hv->poll_window;
         o.log = [](std::string const& line) { std::fprintf(stderr, "xtpm-vtpmd: %s\n", line.c_str()); };
@@ -31,6 +32,7 @@ inline auto serve_tpmif(vtpmd_config const& cfg, daemon_process& d, vtpm_device 
         d.ready(std::string{cfg.family == wire::family::tpm2 ? "tpm2 " : "tpm12 "} + "tpmif hv=" + cfg.hv->kind +
                 " domain=" + std::to_string(self) + " frontend=" + who +
                 " devid=" + (cfg.devid ? std::to_string(*cfg.devid) : std::string{"any"}) +
+                " uuid=" + (cfg.uuid ? xtpm::detail::uuid_string(*cfg.uuid) : std::string{"any"}) +
                 " buffer=" + std::to_string(cfg.buffer_size) + " state=" + cfg.state_dir);
         auto served = p.run();
         auto off = p.with_device([](vtpm_device& dev) { return dev.running() ? dev.power_off() : result<void>{}; });

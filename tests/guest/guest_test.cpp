@@ -250,3 +250,29 @@ TEST_CASE("tpmif_backend: a device removed by the toolstack is torn down, others
     CHECK(eventually([&] { return !dom0.read(roles::backend_dir(a) + "/state").value().has_value(); }));
     check_echo(f3, 33);
 }
+
+TEST_CASE("tpmif_backend: with a uuid filter each backend serves only its guest's vTPM", "[guest][tpmif]") {
+    test::simhv_daemon d{{1, 2, 3}};
+    auto dom0 = d.connect(0);
+    auto const uuid_of = [](char c) { return std::string(8, c) + "-1111-4222-8333-" + std::string(12, c); };
+    roles::vtpm_attachment a{2, 1, 0, uuid_of('a')}, b{3, 1, 0, uuid_of('b')};
+    REQUIRE(roles::vtpm_attach(dom0, a).has_value());
+    REQUIRE(roles::vtpm_attach(dom0, b).has_value());
+    auto const filter = [&](std::string const& u) {
+        tpmif_backend<sim_hv>::options o;
+        o.uuid = proto::xenbus::parse_uuid(u).value();
+        return o;
+    };
+    auto be_a = std::make_unique<backend_runner>(d, fake_device{}, filter(a.uuid));
+    auto fa = open_front(d, 2);
+    check_echo(fa, 21);
+    CHECK(dom0.read(roles::backend_dir(a) + "/state").value() == "4");
+    CHECK(dom0.read(roles::backend_dir(b) + "/state").value() == "1");  // not touched: not its uuid
+    backend_runner be_b{d, fake_device{}, filter(b.uuid)};
+    auto fb = open_front(d, 3);
+    check_echo(fb, 31);
+    check_echo(fa, 22);
+    be_a.reset();  // guest 2's backend goes; guest 3's is not disturbed
+    CHECK(dom0.read(roles::backend_dir(a) + "/state").value() == "6");
+    check_echo(fb, 32);
+}

@@ -52,6 +52,9 @@ public:
     struct options {
         std::optional<hv::domid_t> frontend;  // serve only this frontend domain (default: all)
         std::optional<unsigned> devid;        // and only this device id
+        // and only the device whose backend directory names this uuid (xl's vtpm=["uuid=U"]):
+        // the one identity of a guest's vTPM that survives reboots (its domain id does not).
+        std::optional<proto::xenbus::uuid_bytes> uuid;
         bool extra_pages = true;              // advertise feature-extra-pages (docs/tpmif.md)
         // After answering, look at the connected pages this long (yielding) for the next
         // request before blocking: a guest's next command is picked up without a wake-up
@@ -229,11 +232,22 @@ private:
         }
         for (auto& [dir, id] : present) {
             if (s.devices.contains(dir)) continue;  // refused or torn down ones stay until the dir goes
+            if (!ours(dir)) continue;                // another backend's: not touched, looked at again on change
             auto d = std::make_unique<device>(dir, id, proto::xenbus::backend_config{s.opts.extra_pages});
             auto& ref = *d;
             s.devices.emplace(dir, std::move(d));
             run_actions(ref, ref.hs.start());
         }
+    }
+
+    // With a uuid filter, only a directory whose uuid parses and matches is ours.
+    auto ours(std::string const& dir) -> bool {
+        auto& s = *st_;
+        if (!s.opts.uuid) return true;
+        auto v = s.hv.read(dir + "/uuid", hv::no_tx);
+        if (!v || !*v) return false;
+        auto const u = proto::xenbus::parse_uuid(**v);
+        return u && *u == *s.opts.uuid;
     }
 
     void drop_dead() {
