@@ -8,6 +8,7 @@ packages=(
   libtpms-dev libbotan-2-dev libxen-dev catch2
   swtpm swtpm-tools tpm2-tools libtss2-dev
   clang-19 libclang-rt-19-dev libfuzzer-19-dev
+  qemu-system-x86 debootstrap busybox-static cpio e2fsprogs perl
 )
 
 missing=()

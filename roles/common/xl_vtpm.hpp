@@ -93,12 +93,12 @@ auto vtpm_attach(Hv& dom0, vtpm_attachment& a) -> result<void> {
     return fail(errc::busy);
 }
 
-// xl vtpm-detach, forced form: the frontend directory goes (the backend tears down and
-// removes its own directory, xen-vtpm-protocol.md 4.4), then whatever is left.
+// xl vtpm-detach, forced form: the frontend directory goes (the backend tears down to
+// Closed), then the backend directory and libxl's record, as libxl does after Closed.
 template <class Hv>
 auto vtpm_detach(Hv& dom0, vtpm_attachment const& a) -> result<void> {
     if (auto r = dom0.remove(frontend_dir(a), hv::no_tx); !r) return r;
-    (void)dom0.remove(backend_dir(a), hv::no_tx);  // gone already if the backend tore down
+    (void)dom0.remove(backend_dir(a), hv::no_tx);
     return dom0.remove(libxl_dir(a), hv::no_tx);
 }
 

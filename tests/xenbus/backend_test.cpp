@@ -195,8 +195,14 @@ TEST_CASE("xenbus backend: close and reopen", "[xenbus][backend]") {
         auto const d = be.on_frontend_state("6");
         REQUIRE(d.size() == 2);
         CHECK(std::holds_alternative<xb::unmap_ring>(d[0]));
-        check_switch(d, 1, be_dir + "/state", device_state::init_wait);
-        CHECK(be.on_frontend_state("6").empty());
+        CHECK(get<xb::read_keys>(d, 1).paths == paths({be_dir + "/online"}));
+        auto const r = be.on_values(vals({"1"}));
+        REQUIRE(r.size() == 1);
+        check_switch(r, 0, be_dir + "/state", device_state::init_wait);
+        auto const again = be.on_frontend_state("6");  // still Closed: look at online again, nothing else
+        CHECK(count<xb::read_keys>(again) == 1);
+        CHECK(count<xb::switch_state>(again) == 0);
+        CHECK(be.on_values(vals({"1"})).empty());  // already InitWait
         // the frontend comes back
         CHECK(be.on_frontend_state("1").empty());
         REQUIRE(count<xb::read_keys>(be.on_frontend_state("3")) == 1);
@@ -212,7 +218,8 @@ TEST_CASE("xenbus backend: close and reopen", "[xenbus][backend]") {
         CHECK(be.on_frontend_state("5").empty());  // already Closed
         auto const d = be.on_frontend_state("6");
         REQUIRE(d.size() == 1);
-        check_switch(d, 0, be_dir + "/state", device_state::init_wait);
+        CHECK(get<xb::read_keys>(d, 0).paths == paths({be_dir + "/online"}));
+        check_switch(be.on_values(vals({std::nullopt})), 0, be_dir + "/state", device_state::init_wait);
         REQUIRE(count<xb::read_keys>(be.on_frontend_state("3")) == 1);
     }
     SECTION("the frontend closed while the map was in flight: the late mapping is undone") {
@@ -224,6 +231,19 @@ TEST_CASE("xenbus backend: close and reopen", "[xenbus][backend]") {
         REQUIRE(a.size() == 1);
         CHECK(std::holds_alternative<xb::unmap_ring>(a[0]));
         CHECK_FALSE(be.connected());
+    }
+    SECTION("frontend Closed while the toolstack removes the device (online=0): Closed, and it stays") {
+        auto be = connected_backend();
+        (void)be.on_frontend_state("5");
+        auto const d = be.on_frontend_state("6");
+        REQUIRE(count<xb::read_keys>(d) == 1);
+        auto const r = be.on_values(vals({"0"}));
+        REQUIRE(r.size() == 2);
+        check_switch(r, 0, be_dir + "/state", device_state::closed);
+        CHECK(get<xb::unwatch_path>(r, 1).path == fe_dir + "/state");
+        CHECK_FALSE(be.alive());
+        CHECK(be.on_frontend_state("1").empty());
+        CHECK(be.on_frontend_state("3").empty());
     }
     SECTION("values that arrive after the handshake moved on are ignored") {
         auto be = waiting_backend();
@@ -242,12 +262,12 @@ TEST_CASE("xenbus backend: the frontend's state node gone tears everything down"
                                                  std::optional<std::string_view>{""}}) {
         auto be = connected_backend();
         auto const a = be.on_frontend_state(gone);
-        REQUIRE(a.size() == 5);
+        REQUIRE(a.size() == 4);
         CHECK(std::holds_alternative<xb::unmap_ring>(a[0]));
         check_switch(a, 1, be_dir + "/state", device_state::closing);
         check_switch(a, 2, be_dir + "/state", device_state::closed);
         CHECK(get<xb::unwatch_path>(a, 3).path == fe_dir + "/state");
-        CHECK(get<xb::remove_keys>(a, 4).paths == paths({be_dir}));
+        CHECK(count<xb::remove_keys>(a) == 0);  // the toolstack's directory: libxl removes it
         CHECK_FALSE(be.alive());
         CHECK(be.on_frontend_state("3").empty());
         CHECK(be.close().empty());
@@ -256,7 +276,7 @@ TEST_CASE("xenbus backend: the frontend's state node gone tears everything down"
         auto be = waiting_backend();
         auto const a = be.on_frontend_state(std::nullopt);
         CHECK(count<xb::unmap_ring>(a) == 0);
-        CHECK(count<xb::remove_keys>(a) == 1);
+        CHECK(count<xb::remove_keys>(a) == 0);
     }
 }
 

@@ -1,8 +1,8 @@
 // The backend's half of the vtpm xenbus handshake, sans-I/O, after Mini-OS tpmback
 // (xen-vtpm-protocol.md 4.3 steps 2 and 4, 4.4, and the checklist of section 9):
 // uuid required, feature-protocol-v2 published, InitWait, connect on frontend
-// Initialised/Connected, reopen after the frontend closes, full teardown when the
-// frontend's state node disappears. One object per <frontend-id>/<devid> directory.
+// Initialised/Connected, reopen after the frontend closes (Closed and stay when the
+// toolstack set online=0), Closed when the frontend's state node disappears. One object per <frontend-id>/<devid> directory.
 #pragma once
 
 #include <xtpm/proto/xenbus/common.hpp>
@@ -36,6 +36,7 @@ public:
     auto on_values(std::span<std::optional<std::string> const> values) -> actions {
         if (phase_ == phase::reading_identity && values.size() == 2) return identity_read(values[0], values[1]);
         if (phase_ == phase::reading_ring && values.size() == ring_keys()) return ring_read(values);
+        if (phase_ == phase::reading_online && values.size() == 1) return online_read(values[0]);
         return {};  // stale: the handshake moved on while the read was in flight
     }
 
@@ -55,10 +56,10 @@ public:
             if (phase_ == phase::failed) return {};
             phase_ = phase::closing;
             return switch_to(device_state::closing);
-        case device_state::closed: {  // reopen: ready for a new connection
+        case device_state::closed: {  // reopen, unless the toolstack is removing the device
             actions out = unmap();
-            phase_ = phase::init_wait;
-            append(out, switch_to(device_state::init_wait));
+            phase_ = phase::reading_online;
+            out.emplace_back(read_keys{{join(dir_, keys::online)}});
             return out;
         }
         default: return {};  // Initialising, InitWait, Reconfiguring/-ed: nothing to do
@@ -103,7 +104,8 @@ public:
 
 private:
     enum class phase : std::uint8_t {
-        created, reading_identity, init_wait, reading_ring, mapping, connected, closing, failed, refused, gone
+        created, reading_identity, init_wait, reading_ring, mapping, connected, closing, reading_online, failed,
+        refused, gone
     };
 
     auto identity_read(std::optional<std::string> const& uuid, std::optional<std::string> const& fe) -> actions {
@@ -148,13 +150,29 @@ private:
         return phase_ != phase::created && phase_ != phase::reading_identity && alive();
     }
 
-    // The frontend's state node is gone: Closing, Closed, remove our directory (4.4).
+    // The frontend closed. online = "0": `xl vtpm-detach` or `xl destroy` is removing the
+    // device and waits for Closed (libxl's device removal; Linux's blkback and netback check
+    // xenbus_dev_is_online() the same way). Otherwise the frontend closed on its own
+    // (xtpm-front's exit, Mini-OS kexec, a guest reboot in place): InitWait for the next one.
+    auto online_read(std::optional<std::string> const& online) -> actions {
+        if (online == "0") {
+            phase_ = phase::gone;
+            actions out = switch_to(device_state::closed);
+            out.emplace_back(unwatch_path{join(frontend_dir_, keys::state)});
+            return out;
+        }
+        phase_ = phase::init_wait;
+        return switch_to(device_state::init_wait);
+    }
+
+    // The frontend's state node is gone: Closing, Closed. The directory is the toolstack's:
+    // libxl waits on its state for Closed and removes it; removing it ourselves raced with
+    // that watch ("wanted state 6 but it was removed", seen on real Xen, docs/xen.md).
     auto teardown() -> actions {
         actions out = unmap();
         append(out, switch_to(device_state::closing));
         append(out, switch_to(device_state::closed));
         out.emplace_back(unwatch_path{join(frontend_dir_, keys::state)});
-        out.emplace_back(remove_keys{{dir_}});
         phase_ = phase::gone;
         return out;
     }

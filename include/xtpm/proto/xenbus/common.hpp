@@ -57,6 +57,7 @@ inline constexpr std::string_view uuid = "uuid";                // backend dir: 
 inline constexpr std::string_view ring_ref = "ring-ref";        // frontend: grant ref, decimal
 inline constexpr std::string_view event_channel = "event-channel";
 inline constexpr std::string_view protocol_v2 = "feature-protocol-v2";  // both ends, "1"
+inline constexpr std::string_view online = "online";            // backend dir: "0" = the toolstack removes it
 inline constexpr std::string_view ready = "ready";              // Mini-OS backend, legacy
 // xtpm's extension (docs/tpmif.md): both ends write "1", then requests may name
 // extra pages. No other implementation knows it; without it, tpmif is single-page.
