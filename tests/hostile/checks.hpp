@@ -6,6 +6,7 @@
 
 #include "guest.hpp"
 #include "tpm2_messages.hpp"
+#include "wire/hex.hpp"
 
 #include <cinttypes>
 
@@ -25,15 +26,7 @@ inline auto hex32(std::uint32_t v) -> std::string {
     return buf;
 }
 
-inline auto to_hex(wire::bytes_view b) -> std::string {
-    static constexpr char digits[] = "0123456789abcdef";
-    std::string out;
-    for (auto x : b) {
-        out.push_back(digits[std::to_integer<unsigned>(x) >> 4]);
-        out.push_back(digits[std::to_integer<unsigned>(x) & 0xF]);
-    }
-    return out;
-}
+using test::to_hex;
 
 // The response the backend wrote at `offset`, or why it is malformed.
 inline auto read_answer(raw_page const& pg, std::size_t offset) -> outcome<answer> {
