@@ -7,10 +7,13 @@
 #include <xtpm/proto/xenbus/common.hpp>
 
 #include <array>
+#include <chrono>
 #include <random>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <poll.h>
 
 namespace xtpm::roles {
 
@@ -93,13 +96,63 @@ auto vtpm_attach(Hv& dom0, vtpm_attachment& a) -> result<void> {
     return fail(errc::busy);
 }
 
-// xl vtpm-detach, forced form: the frontend directory goes (the backend tears down to
-// Closed), then the backend directory and libxl's record, as libxl does after Closed.
+// The toolstack's removal after the backend closed (or without waiting, forced): frontend
+// directory, backend directory, libxl's record.
 template <class Hv>
-auto vtpm_detach(Hv& dom0, vtpm_attachment const& a) -> result<void> {
+auto vtpm_remove(Hv& dom0, vtpm_attachment const& a) -> result<void> {
     if (auto r = dom0.remove(frontend_dir(a), hv::no_tx); !r) return r;
     (void)dom0.remove(backend_dir(a), hv::no_tx);
     return dom0.remove(libxl_dir(a), hv::no_tx);
+}
+
+// xl vtpm-detach as libxl does it (libxl__initiate_device_generic_remove): online=0 and, unless
+// already Closed, state=Closing on the backend in one transaction; wait for the backend's
+// Closed (LIBXL_DESTROY_TIMEOUT, 10 s); then remove. On timeout libxl retries by force, which
+// removes all the same: false says the backend never reached Closed.
+template <class Hv>
+auto vtpm_detach(Hv& dom0, vtpm_attachment const& a, std::chrono::milliseconds timeout = std::chrono::seconds{10})
+    -> result<bool> {
+    using dev = proto::xenbus::device_state;
+    auto const state = backend_dir(a) + "/state";
+    auto const closed = proto::xenbus::to_string(dev::closed);
+    for (int attempt = 0;; ++attempt) {
+        if (attempt == 64) return fail(errc::busy);
+        auto tx = dom0.transaction_start();
+        if (!tx) return std::unexpected{tx.error()};
+        auto step = [&]() -> result<void> {
+            auto now = dom0.read(state, *tx);
+            if (!now) return std::unexpected{now.error()};
+            if (!*now) return {};  // no backend directory: nothing to wait for
+            if (auto r = dom0.write(backend_dir(a) + "/online", "0", *tx); !r) return r;
+            if (**now == closed) return {};
+            return dom0.write(state, proto::xenbus::to_string(dev::closing), *tx);
+        }();
+        if (!step) {
+            (void)dom0.transaction_end(*tx, false);
+            return std::unexpected{step.error()};
+        }
+        auto done = dom0.transaction_end(*tx, true);
+        if (!done) return std::unexpected{done.error()};
+        if (*done) break;
+    }
+    std::string const token = "xtpm-simxl-detach";
+    bool reached = false;
+    if (dom0.watch(state, token)) {
+        auto const deadline = std::chrono::steady_clock::now() + timeout;
+        while (!reached) {
+            auto const v = dom0.read(state, hv::no_tx);
+            reached = !v || !*v || **v == closed;
+            auto const left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+            if (reached || left.count() <= 0) break;
+            pollfd p{dom0.xenstore_fd(), POLLIN, 0};
+            (void)::poll(&p, 1, static_cast<int>(left.count()));
+            while (auto ev = dom0.read_watch())
+                if (!*ev) break;
+        }
+        (void)dom0.unwatch(state, token);
+    }
+    if (auto r = vtpm_remove(dom0, a); !r) return std::unexpected{r.error()};
+    return reached;
 }
 
 }  // namespace xtpm::roles

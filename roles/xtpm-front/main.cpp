@@ -7,6 +7,7 @@
 #include <xtpm/device/forward.hpp>
 #include <xtpm/device/tpmif_frontend.hpp>
 #include <xtpm/pipeline.hpp>
+#include <xtpm/source/device_events.hpp>
 
 #include <cstdio>
 
@@ -14,11 +15,13 @@ namespace {
 using namespace xtpm;
 using namespace xtpm::roles;
 
+// The clients' endpoints, and the frontend's xenstore events while no client is using it.
 template <class Source, class Device>
 auto serve(front_config const& cfg, daemon_process& d, hv::domid_t self, Source source, Device device) -> int {
-    pipeline p{std::move(source), std::move(device)};
+    auto events = must(device_events::create(device.event_fd()), "watch the frontend's xenstore events");
+    pipeline p{multi_source{std::move(source), std::move(events)}, std::move(device)};
     d.stop_on_signals(p);
-    d.ready(std::string{cfg.endpoints.family == wire::family::tpm2 ? "tpm2 " : "tpm12 "} + describe(p.source()) +
+    d.ready(std::string{cfg.endpoints.family == wire::family::tpm2 ? "tpm2 " : "tpm12 "} + describe(p.source().first()) +
             " hv=" + cfg.hv.kind + " domain=" + std::to_string(self) + " devid=" + std::to_string(cfg.devid));
     auto served = p.run();
     p.with_device([](Device& dev) { dev.client().close(); });  // Closing, Closed: the backend reopens

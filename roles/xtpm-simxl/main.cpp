@@ -43,9 +43,13 @@ int main(int argc, char** argv) try {
     check(h);
     auto dom0 = xtpm::hv::sim_hv::connect(h.simhv_dir, 0);
     if (!dom0) throw std::runtime_error("cannot reach xtpm-simhv in " + h.simhv_dir + ": " + dom0.error().message());
-    auto r = cmd == "vtpm-attach" ? vtpm_attach(*dom0, a) : vtpm_detach(*dom0, a);
+    if (cmd == "vtpm-attach") {
+        if (auto r = vtpm_attach(*dom0, a); !r) throw std::runtime_error(cmd + ": " + r.error().message());
+        return std::printf("%s\n", a.uuid.c_str()) < 0;
+    }
+    auto r = vtpm_detach(*dom0, a);
     if (!r) throw std::runtime_error(cmd + ": " + r.error().message());
-    if (cmd == "vtpm-attach") std::printf("%s\n", a.uuid.c_str());
+    if (!*r) std::fputs("xtpm-simxl: the backend did not reach Closed within 10 s; removed by force\n", stderr);
     return 0;
 } catch (std::exception const& e) {
     std::fprintf(stderr, "xtpm-simxl: %s\n", e.what());

@@ -3,7 +3,7 @@
 #   path   xtpm-simhv + xtpm-simxl attach + xtpm-vtpmd --hv sim (domain 1) + xtpm-front (domain 2),
 #          tpm2-tools through the frontend; the frontend stops and a new one reopens the device (PCR
 #          state kept); the backend restarts on its state while the frontend waits (the frontend
-#          reconnects, NV content kept)
+#          reconnects, NV content kept); vtpm-detach with the frontend idle completes without force
 #   chain  xtpm-chain's ready line; a part that dies stops the chain (exit 1, every part gone);
 #          SIGTERM stops it cleanly (exit 0, every part gone)
 # Environment: XTPM_SIMHV_BIN, XTPM_SIMXL_BIN, XTPM_FRONT_BIN, XTPM_CHAIN_BIN, XTPM_VTPMD.
@@ -71,7 +71,8 @@ if [[ $mode == path ]]; then
     xi_ok "tpm2-tools -> xtpm-front -> tpmif -> xtpm-vtpmd: startup, PCR extend/read, NV write"
 
     xi_stop front
-    grep -q "disconnected" vtpmd.err || xi_fail "the backend did not see the frontend close"
+    for ((i = 0; i < 100; i++)); do grep -q "disconnected" vtpmd.err && break; sleep 0.05; done
+    grep -q "disconnected" vtpmd.err || xi_fail "the backend did not see the frontend close within 5 s"
     start_front
     t tpm2_pcrread sha256:16 -o pcr-after.bin >/dev/null || xi_fail "tpm2_pcrread after reopen"
     cmp -s pcr-before.bin pcr-after.bin || xi_fail "PCR16 changed across the frontend's close and reopen"
@@ -79,12 +80,25 @@ if [[ $mode == path ]]; then
 
     front_pid=${XI_PID[front]}
     xi_stop vtpmd
+    connects=$(grep -c ": connected" vtpmd.err)
     start_vtpmd
+    # The idle frontend follows the restart over xenstore; a command sent before that would go
+    # to the old backend's page and fail (as with a Linux guest).
+    for ((i = 0; i < 200; i++)); do (($(grep -c ": connected" vtpmd.err) > connects)) && break; sleep 0.05; done
+    (($(grep -c ": connected" vtpmd.err) > connects)) || xi_fail "the frontend did not reconnect to the restarted backend within 10 s"
     t tpm2_startup -c || xi_fail "tpm2_startup -c after the backend restart (frontend did not reconnect)"
     t tpm2_nvread 0x1500018 -C o -s 32 -o nv.out || xi_fail "tpm2_nvread after the backend restart"
     cmp -s nv.in nv.out || xi_fail "NV content changed across the backend restart"
     [[ ${XI_PID[front]} == "$front_pid" ]] && xi_alive "$front_pid" || xi_fail "the frontend did not survive"
     xi_ok "backend restarted while the frontend waited: same frontend reconnected, NV kept"
+
+    # xl vtpm-detach while no client uses the frontend: xtpm-front must still answer the backend's
+    # Closing with Closed (as Linux's xenwatch does), or the toolstack waits 10 s and forces it.
+    timeout 20 "$XTPM_SIMXL_BIN" --simhv-dir "$hv" vtpm-detach --frontend 2 --backend 1 --devid 0 2>detach.err ||
+        xi_fail "xtpm-simxl vtpm-detach: $(cat detach.err)"
+    ! grep -q "removed by force" detach.err || xi_fail "the backend never reached Closed: $(cat detach.err)"
+    xi_alive "${XI_PID[vtpmd]}" && xi_alive "${XI_PID[front]}" || xi_fail "a daemon died at vtpm-detach"
+    xi_ok "xl vtpm-detach with an idle frontend: backend Closed, device removed, both daemons up"
     xi_stop front
     xi_stop vtpmd
     xi_stop simhv

@@ -88,4 +88,14 @@ concept hashing_device = tpm_device<D> && requires(D& d, wire::bytes_view data) 
     { d.hash_end() } -> std::same_as<result<void>>;
 };
 
+// A device with events of its own that must be handled while no command runs: a guest-side
+// tpmif frontend hears the backend close or come back over xenstore (Linux's xenwatch thread).
+// event_fd() is readable when service() has something to do; service() never blocks and runs
+// under the device lock like execute(). Its error means the events can no longer arrive.
+template <class D>
+concept evented_device = tpm_device<D> && requires(D& d, D const& cd) {
+    { cd.event_fd() } -> std::same_as<int>;
+    { d.service() } -> std::same_as<result<void>>;
+};
+
 }  // namespace xtpm

@@ -34,6 +34,18 @@ public:
     [[nodiscard]] auto max_command_size() const -> std::size_t { return client_.max_command_size(); }
     [[nodiscard]] auto client() -> Client& { return client_; }
 
+    // evented_device when the client has events of its own (tpmif_frontend: xenstore).
+    [[nodiscard]] auto event_fd() const -> int
+        requires requires(Client const& c) { c.event_fd(); }
+    {
+        return client_.event_fd();
+    }
+    auto service() -> result<void>
+        requires requires(Client& c) { c.service(); }
+    {
+        return client_.service();
+    }
+
 private:
     Client client_;
 };

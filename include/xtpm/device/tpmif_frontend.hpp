@@ -7,6 +7,7 @@
 #pragma once
 
 #include <xtpm/hv/concepts.hpp>
+#include <xtpm/hv/xenstore_ops.hpp>
 #include <xtpm/io/fd.hpp>
 #include <xtpm/io/spin.hpp>
 #include <xtpm/proto/tpmif/duration.hpp>
@@ -115,6 +116,12 @@ public:
     [[nodiscard]] auto connected() const -> bool { return st_->connected(); }
     [[nodiscard]] auto extra_pages() const -> bool { return st_->extra; }
     [[nodiscard]] auto hv() -> Hv& { return st_->hv; }
+
+    // While no command runs, the host polls event_fd() and calls service() (on the thread
+    // discipline of transact): the backend's Closing (xl vtpm-detach) is answered with Closed
+    // and a restarted backend is reconnected at once, as Linux's xenwatch thread does.
+    [[nodiscard]] auto event_fd() const -> int { return st_->hv.xenstore_fd(); }
+    auto service() -> result<void> { return pump(); }
 
     // Orderly shutdown (Mini-OS shutdown_tpmfront): Closing, ring keys removed, Closed.
     void close() { run(st_->hs.close()); }
@@ -254,13 +261,13 @@ private:
                 }
                 run(s.hs.on_values(vals));
             } else if (auto const* w = std::get_if<xb::write_keys>(&act)) {
-                if (w->transaction) run(s.hs.on_transaction(write_tx(w->entries)));
+                if (w->transaction) run(s.hs.on_transaction(hv::write_all(s.hv, w->entries)));
                 else
                     for (auto const& [k, v] : w->entries) (void)s.hv.write(k, v, hv::no_tx);
             } else if (auto const* rm = std::get_if<xb::remove_keys>(&act)) {
                 for (auto const& p : rm->paths) (void)s.hv.remove(p, hv::no_tx);
             } else if (auto const* sw = std::get_if<xb::switch_state>(&act)) {
-                (void)s.hv.write(sw->path, xb::to_string(sw->state), hv::no_tx);
+                (void)hv::switch_state(s.hv, sw->path, xb::to_string(sw->state));
             } else if (auto const* wp = std::get_if<xb::watch_path>(&act)) {
                 (void)s.hv.watch(wp->path, hs_token);
             } else if (auto const* uw = std::get_if<xb::unwatch_path>(&act)) {
@@ -305,20 +312,6 @@ private:
         s.ready = false;
         s.extra = false;
         s.ch = proto::tpmif::frontend_channel{};
-    }
-
-    // The Linux transaction: all entries or none; false when it must be restarted (EAGAIN).
-    auto write_tx(std::vector<std::pair<std::string, std::string>> const& entries) -> result<bool> {
-        auto& s = *st_;
-        auto tx = s.hv.transaction_start();
-        if (!tx) return std::unexpected{tx.error()};
-        for (auto const& [k, v] : entries) {
-            if (auto r = s.hv.write(k, v, *tx); !r) {
-                (void)s.hv.transaction_end(*tx, false);
-                return std::unexpected{r.error()};
-            }
-        }
-        return s.hv.transaction_end(*tx, true);
     }
 
     std::unique_ptr<state> st_;

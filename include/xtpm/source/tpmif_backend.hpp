@@ -8,6 +8,7 @@
 #pragma once
 
 #include <xtpm/hv/concepts.hpp>
+#include <xtpm/hv/xenstore_ops.hpp>
 #include <xtpm/io/poller.hpp>
 #include <xtpm/io/spin.hpp>
 #include <xtpm/proto/tpmif/backend.hpp>
@@ -271,7 +272,7 @@ private:
             } else if (auto const* rm = std::get_if<xb::remove_keys>(&act)) {
                 for (auto const& p : rm->paths) (void)s.hv.remove(p, hv::no_tx);
             } else if (auto const* sw = std::get_if<xb::switch_state>(&act)) {
-                (void)s.hv.write(sw->path, xb::to_string(sw->state), hv::no_tx);
+                (void)hv::switch_state(s.hv, sw->path, xb::to_string(sw->state));
                 if (sw->state == xb::device_state::closed && !d.hs.reason().empty())
                     log("device " + name(d) + ": closed: " + d.hs.reason());
             } else if (auto const* wp = std::get_if<xb::watch_path>(&act)) {
