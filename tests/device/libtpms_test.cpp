@@ -121,6 +121,20 @@ TEST_CASE("libtpms_device: execute is not_running before power_on and after powe
     CHECK(d.power_off().has_value());  // already off: nothing to do
 }
 
+TEST_CASE("libtpms_device: info() is libtpms's JSON for the device's family, running or not", "[device][libtpms]") {
+    auto d = make_device();
+    auto const off = d.info(1);
+    REQUIRE(off.has_value());
+    CHECK(off->starts_with(R"({"TPMSpecification":{"family":"2.0",)"));
+    start(d);
+    CHECK(d.info(1) == off);
+    auto const all = d.info(7);
+    REQUIRE(all.has_value());
+    CHECK(all->contains(R"("TPMAttributes":{)"));
+    CHECK(all->contains(R"("TPMFeatures":{)"));
+    CHECK(d.info(0) == std::string{"{}"});
+}
+
 TEST_CASE("libtpms_device: TPM 2.0 answers GetRandom and extends PCR 16 like SHA-256", "[device][libtpms][tpm2]") {
     auto d = make_device();
     CHECK(d.family() == wire::family::tpm2);
@@ -469,6 +483,7 @@ TEST_CASE("libtpms_device: TPM 1.2 runs and keeps its state in a directory", "[d
     REQUIRE(made.has_value());
     auto& d = *made;
     CHECK(d.family() == wire::family::tpm12);
+    CHECK(d.info(1).value().starts_with(R"({"TPMSpecification":{"family":"1.2",)"));
 
     REQUIRE(d.power_on(false).has_value());
     CHECK(rc_of(run(d, tpm12::startup(1))) == 0);

@@ -268,6 +268,14 @@ def ctrl_transact(spec, code, body=b'', timeout=5.0):
             if blob.kind != 'data':
                 raise IOError('short state blob: %r' % blob)
             data += head.data + blob.data
+        elif res == 0 and code == CTRL['GET_INFO']:  # totlength, length, then length bytes
+            head = read_exact(s, 8, deadline)
+            if head.kind != 'data':
+                raise IOError('short GET_INFO answer: %r' % head)
+            chunk = read_exact(s, struct.unpack('>I', head.data[4:8])[0], deadline)
+            if chunk.kind != 'data':
+                raise IOError('short GET_INFO chunk: %r' % chunk)
+            data += head.data + chunk.data
         elif res == 0 and code in CTRL_OK_TAIL:
             tail = read_exact(s, CTRL_OK_TAIL[code], deadline)
             if tail.kind != 'data':

@@ -129,6 +129,12 @@ struct fake_device {
         return {};
     }
 
+    // Longer than one GET_INFO chunk (3 KiB), so the server must page it by offset.
+    auto info(std::uint64_t flags) -> result<std::string> {
+        log->add("info " + std::to_string(flags));
+        return "{\"flags\":" + std::to_string(flags) + ",\"pad\":\"" + std::string(3100, 'x') + "\"}";
+    }
+
     auto tpm_established() -> result<bool> { return established; }
     auto reset_established(std::uint8_t locality) -> result<void> {
         if (locality < 3) return fail(errc::bad_locality);

@@ -197,8 +197,8 @@ TEST_CASE("swtpm_server: many clients at once are all answered", "[swtpm][server
 
 TEST_CASE("swtpm_server: control commands answer as swtpm 0.7.1 does", "[swtpm][server]") {
     fixture f;
-    // Everything this fake device can do; no SET_DATAFD over TCP, no GET_INFO.
-    CHECK(f.ctrl_call(hex("00000001"), 8) == hex("000000000000 afff"));
+    // Everything this fake device can do; no SET_DATAFD over TCP.
+    CHECK(f.ctrl_call(hex("00000001"), 8) == hex("000000000000 efff"));
     CHECK(f.ctrl_call(hex("00000004"), 8) == hex("00000000 01 000000"));
     CHECK(f.ctrl_call(hex("0000000f"), 8) == hex("00000000 00000000"));
     CHECK(f.ctrl_call(hex("00000011 00000000"), 16) == hex("00000000 00001000 00000af8 00001000"));
@@ -210,7 +210,6 @@ TEST_CASE("swtpm_server: control commands answer as swtpm 0.7.1 does", "[swtpm][
     CHECK(f.ctrl_call(hex("0000000b 03"), 4) == hex("00000000"));
     CHECK(f.ctrl_call(hex("00000004"), 8) == hex("00000000 00 000000"));
     CHECK(f.ctrl_call(hex("00000099"), 4) == hex("0000000a"));  // unknown
-    CHECK(f.ctrl_call(hex("00000012 0000000000000001 00000000 00000000"), 4) == hex("0000000a"));  // GET_INFO
     CHECK(f.ctrl_call(hex("0000000d 00000000 00000001 00000003 010203"), 4) == hex("0000000a"));  // running
 
     SECTION("HASH_START/DATA/END on one connection") {
@@ -223,8 +222,34 @@ TEST_CASE("swtpm_server: control commands answer as swtpm 0.7.1 does", "[swtpm][
     SECTION("an unknown code leaves the connection usable") {
         auto c = f.ctrl();
         CHECK(test::exchange(c.get(), hex("00000077"), 4) == hex("0000000a"));
-        CHECK(test::exchange(c.get(), hex("00000001"), 8) == hex("000000000000afff"));
+        CHECK(test::exchange(c.get(), hex("00000001"), 8) == hex("000000000000efff"));
     }
+}
+
+TEST_CASE("swtpm_server: GET_INFO pages the device's JSON by offset, NUL included", "[swtpm][server]") {
+    fixture f;
+    auto const json = test::fake_device{}.info(5).value();  // 3117 characters
+    auto const total = json.size() + 1;
+    auto const get = [&](std::uint32_t offset, std::size_t n) {
+        bytes req = hex("00000012 0000000000000005");
+        for (int shift = 24; shift >= 0; shift -= 8) req.push_back(std::byte(offset >> shift));
+        req.resize(req.size() + 4);  // pad
+        return f.ctrl_call(req, n);
+    };
+    auto const expect = [&](std::size_t offset, std::size_t n) {
+        bytes b;
+        for (auto v : {std::uint32_t{0}, static_cast<std::uint32_t>(total), static_cast<std::uint32_t>(n)})
+            for (int shift = 24; shift >= 0; shift -= 8) b.push_back(std::byte(v >> shift));
+        auto const* p = reinterpret_cast<std::byte const*>(json.c_str()) + offset;
+        b.insert(b.end(), p, p + n);  // the last chunk carries the NUL
+        return b;
+    };
+    CHECK(get(0, 12 + 3072) == expect(0, 3072));
+    CHECK(get(3072, 12 + total - 3072) == expect(3072, total - 3072));
+    CHECK(get(static_cast<std::uint32_t>(json.size() - 1), 14) == expect(json.size() - 1, 2));
+    CHECK(get(static_cast<std::uint32_t>(json.size()), 4) == hex("00000003"));  // at the end: TPM_BAD_PARAMETER
+    CHECK(get(0xFFFFFFFF, 4) == hex("00000003"));
+    CHECK(f.log->count("info 5") == 5);
 }
 
 TEST_CASE("swtpm_server: SET_LOCALITY applies to raw data commands", "[swtpm][server]") {
@@ -299,7 +324,7 @@ TEST_CASE("swtpm_server: STOP, state blobs and INIT as QEMU migrates", "[swtpm][
 
     SECTION("a corrupt blob is refused and the server keeps serving") {
         CHECK(f.ctrl_call(hex("0000000d 00000000 00000001 00000002 ba01"), 4) == hex("00000003"));
-        CHECK(f.ctrl_call(hex("00000001"), 8) == hex("000000000000afff"));
+        CHECK(f.ctrl_call(hex("00000001"), 8) == hex("000000000000efff"));
     }
     SECTION("header and body in separate writes, as QEMU sends them") {
         auto c = f.ctrl();
@@ -388,7 +413,7 @@ TEST_CASE("swtpm_server: SET_DATAFD turns a passed socket into a data channel", 
     fake_pipeline p{std::move(*srv), dev};
     test::served run{p};
     CHECK(test::u32_at(*test::exchange(test::connect(p.source().ctrl_endpoint()).get(), hex("00000001"), 8), 4) ==
-          0xbfff);  // SET_DATAFD now reported
+          0xffff);  // SET_DATAFD now reported
 
     std::array<int, 2> sp{};
     REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp.data()) == 0);
@@ -438,6 +463,7 @@ TEST_CASE("swtpm_server: a device without capabilities gets TPM_BAD_ORDINAL", "[
     CHECK(call(hex("00000009"), 4) == hex("0000000a"));
     CHECK(call(hex("00000006"), 4) == hex("0000000a"));
     CHECK(call(hex("0000000e"), 4) == hex("0000000a"));
+    CHECK(call(hex("00000012 0000000000000001 00000000 00000000"), 4) == hex("0000000a"));  // GET_INFO
     CHECK(call(hex("00000011 00000000"), 16) == hex("00000000 00001000 00001000 00001000"));
     CHECK(call(hex("00000003"), 4) == hex("00000000"));
     REQUIRE(run.wait_done());
@@ -482,6 +508,7 @@ TEST_CASE("swtpm_server: Debian's swtpm_ioctl drives it", "[swtpm][server][inter
     CHECK(ioctl({"-v"}) == 0);
     CHECK(ioctl({"-h", "abc"}) == 0);
     CHECK(ioctl({"-C"}) == 0);
+    CHECK(ioctl({"--info", "1"}) == 0);
     CHECK(ioctl({"--save", "permanent", file.string()}) == 0);
     CHECK(std::filesystem::file_size(file) == 10);
     CHECK(ioctl({"--stop"}) == 0);

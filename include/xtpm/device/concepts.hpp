@@ -6,6 +6,7 @@
 #include <xtpm/wire/header.hpp>
 
 #include <concepts>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -86,6 +87,13 @@ concept hashing_device = tpm_device<D> && requires(D& d, wire::bytes_view data) 
     { d.hash_start() } -> std::same_as<result<void>>;
     { d.hash_data(data) } -> std::same_as<result<void>>;
     { d.hash_end() } -> std::same_as<result<void>>;
+};
+
+// libtpms's self-description as JSON (TPMLIB_GetInfo; swtpm GET_INFO): `flags` selects the parts
+// (1 specification, 2 attributes, 4 features; others are libtpms's to know or ignore).
+template <class D>
+concept described_device = tpm_device<D> && requires(D& d, std::uint64_t flags) {
+    { d.info(flags) } -> std::same_as<result<std::string>>;
 };
 
 // A device with events of its own that must be handled while no command runs: a guest-side

@@ -290,6 +290,14 @@ public:
         return buffer_sizes{c.buffer_size, c.min_size, c.max_size};
     }
 
+    // --- described_device: libtpms answers for the chosen family, running or not.
+    auto info(std::uint64_t flags) -> result<std::string> {
+        (void)get();
+        std::unique_ptr<char, decltype(&std::free)> json{TPMLIB_GetInfo(static_cast<TPMLIB_InfoFlags>(flags)), &std::free};
+        if (!json) return fail(errc::device_failure);
+        return std::string{json.get()};
+    }
+
     // --- hashing_device: the DRTM sequence, at locality 4 -------------------
     auto hash_start() -> result<void> { return hash_call([] { return TPM_IO_Hash_Start(); }); }
     auto hash_data(wire::bytes_view data) -> result<void> {

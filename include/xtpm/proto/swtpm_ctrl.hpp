@@ -237,13 +237,15 @@ struct buffersize_response {
                                                   &buffersize_response::min_size, &buffersize_response::max_size);
 };
 
-struct info_header {  // followed by `length` bytes of JSON, NUL included
+// Followed by `length` bytes of libtpms's JSON from `offset`, NUL included (swtpm ctrlchannel.c).
+struct info_header {
     wire::tpm_rc result;
-    std::uint32_t totlength;
-    std::uint32_t length;
+    std::uint32_t totlength;  // strlen(json) + 1
+    std::uint32_t length;     // at most max_info_chunk
     static constexpr auto fields =
         wire::describe(&info_header::result, &info_header::totlength, &info_header::length);
 };
+inline constexpr std::size_t max_info_chunk = 3 * 1024;  // tpm_ioctl.h PTM_GETINFO_SIZE
 
 // The ptm_res for an xtpm error, as swtpm answers the same condition.
 struct result_row {

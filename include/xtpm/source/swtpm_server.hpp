@@ -218,11 +218,12 @@ private:
             if (caps_.powered) c |= cap::init | cap::stop;
             if (caps_.established) c |= cap::get_tpmestablished | cap::reset_tpmestablished;
             if (caps_.hashing) c |= cap::hashing;
+            if (caps_.described) c |= cap::get_info;
             if (caps_.cancellable) c |= cap::cancel_tpm_cmd;
             if (caps_.stateful) c |= cap::store_volatile | cap::get_stateblob | cap::set_stateblob;
             if (std::holds_alternative<io::unix_endpoint>(st_.ctrl_where)) c |= cap::set_datafd;
             if (caps_.family == wire::family::tpm2) c |= cap::send_command_header;
-            return c;  // GET_INFO and LOCK_STORAGE: not implemented, not reported
+            return c;  // LOCK_STORAGE: not implemented (the state directory is one daemon's), not reported
         }
 
         auto handle(detail::connection& c, proto::swtpm::get_capability_request const&) -> step {
@@ -437,8 +438,27 @@ private:
             return step::done();
         }
 
-        auto handle(detail::connection& c, proto::swtpm::get_info_request const&) -> step {
-            send_result(c, proto::swtpm::res::bad_ordinal);
+        // libtpms's JSON in chunks of up to 3 KiB from `offset`, as swtpm answers it (the same
+        // bytes: both ask TPMLIB_GetInfo). An offset at or past the end is TPM_BAD_PARAMETER.
+        auto handle(detail::connection& c, proto::swtpm::get_info_request const& r) -> step {
+            namespace sw = proto::swtpm;
+            std::string json;
+            auto got = h_.with_device([&]<class D>(D& dev) -> result<void> {
+                if constexpr (described_device<D>) {
+                    auto j = dev.info(r.flags);
+                    if (!j) return std::unexpected{j.error()};
+                    json = std::move(*j);
+                    return {};
+                } else {
+                    return fail(errc::unknown_command);
+                }
+            });
+            if (!got) { send_result(c, got); return step::done(); }
+            if (r.offset >= json.size()) { send_result(c, sw::res::bad_parameter); return step::done(); }
+            auto const total = json.size() + 1;  // with the NUL
+            auto const n = std::min<std::size_t>(total - r.offset, sw::max_info_chunk);
+            send(c, sw::info_header{sw::res::success, static_cast<std::uint32_t>(total), static_cast<std::uint32_t>(n)});
+            c.send(std::as_bytes(std::span{json.c_str() + r.offset, n}));
             return step::done();
         }
         auto handle(detail::connection& c, proto::swtpm::lock_storage_request const&) -> step {

@@ -22,6 +22,7 @@ struct device_caps {
     bool established = false;
     bool buffer_sized = false;
     bool hashing = false;
+    bool described = false;
 };
 
 template <class Handler>
@@ -30,7 +31,8 @@ auto probe_device(Handler& h) -> device_caps {
         return device_caps{dev.family(),          dev.max_command_size(),
                            cancellable_device<D>, powered_device<D>,
                            stateful_device<D>,    established_device<D>,
-                           buffer_sized_device<D>, hashing_device<D>};
+                           buffer_sized_device<D>, hashing_device<D>,
+                           described_device<D>};
     });
     return caps;
 }
