@@ -1,15 +1,19 @@
-// The three benchmark commands, declared as wire structures, and the floor
-// server's canned responses. TCG TPM 2.0 Part 3 sections 16.1 (GetRandom),
-// 22.2 (PCR_Extend), 22.4 (PCR_Read); Part 1 section 18.6 and Part 2 section
-// 10.13.2 (TPMS_AUTH_COMMAND) for the password session TPM_RS_PW.
+// The three benchmark commands, declared as wire structures, the check of their
+// responses, and the floors' canned responses. TCG TPM 2.0 Part 3 sections 16.1
+// (GetRandom), 22.2 (PCR_Extend), 22.4 (PCR_Read); Part 1 section 18.6 and Part 2
+// section 10.13.2 (TPMS_AUTH_COMMAND) for the password session TPM_RS_PW.
 #pragma once
+
+#include "cli.hpp"
 
 #include <xtpm/wire/codec.hpp>
 #include <xtpm/wire/header.hpp>
 
 #include <array>
 #include <cstdint>
+#include <cstdio>
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace xtpm::bench {
@@ -179,6 +183,34 @@ inline auto build_canned_response(wire::tpm_st tag, std::size_t size) -> result<
     auto r = w.finish();
     if (!r) return std::unexpected{r.error()};
     out.size = size;
+    return out;
+}
+
+// A round trip's outcome, checked: a response that parses, with rc TPM_RC_SUCCESS.
+inline auto check_response(result<wire::bytes_view> const& rsp) -> outcome<> {
+    if (!rsp) return std::unexpected{rsp.error().message()};
+    auto hdr = wire::parse_response(*rsp);
+    if (!hdr) return std::unexpected{"malformed response: " + hdr.error().message()};
+    if (hdr->rc != wire::tpm_rc::success) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "TPM rc 0x%X", static_cast<unsigned>(hdr->rc));
+        return std::unexpected{std::string{buf}};
+    }
+    return {};
+}
+
+// What every floor answers, by command_id: a real TPM's response size and tag
+// (PCR_Extend's response carries a session area, so it is tagged `sessions`).
+using canned_responses = std::array<canned_response, all_commands.size()>;
+
+inline auto build_canned_responses() -> result<canned_responses> {
+    canned_responses out{};
+    for (auto c : all_commands) {
+        auto const tag = c == command_id::pcr_extend ? wire::tpm_st::sessions : wire::tpm_st::no_sessions;
+        auto r = build_canned_response(tag, response_size(c));
+        if (!r) return std::unexpected{r.error()};
+        out[static_cast<std::size_t>(c)] = *r;
+    }
     return out;
 }
 

@@ -16,12 +16,9 @@ class floor_server {
 public:
     static auto create() -> result<floor_server> {
         floor_server s;
-        for (auto c : all_commands) {
-            auto const tag = c == command_id::pcr_extend ? wire::tpm_st::sessions : wire::tpm_st::no_sessions;
-            auto r = build_canned_response(tag, response_size(c));
-            if (!r) return std::unexpected{r.error()};
-            s.canned_[static_cast<std::size_t>(c)] = *r;
-        }
+        auto canned = build_canned_responses();
+        if (!canned) return std::unexpected{canned.error()};
+        s.canned_ = *canned;
         auto other = build_canned_response(wire::tpm_st::no_sessions, wire::header_size);
         if (!other) return std::unexpected{other.error()};
         s.other_ = *other;
@@ -70,7 +67,7 @@ private:
         }
     }
 
-    std::array<canned_response, all_commands.size()> canned_{};
+    canned_responses canned_{};
     canned_response other_{};
     std::array<std::byte, 4096> buf_{};  // libtpms' default command buffer size
 };

@@ -1,7 +1,7 @@
 // Child processes for the bench: spawn with output to a log file, stop by pid
 // (SIGTERM, bounded wait, then SIGKILL), wait for a TCP port with a bounded
-// poll, free port pairs, temporary state directories, and VmRSS/VmHWM from
-// /proc/PID/status (proc(5)).
+// poll, free port pairs, temporary state directories, the swtpm command line,
+// VmRSS/VmHWM from /proc/PID/status (proc(5)), and the stop-signal handlers.
 #pragma once
 
 #include <xtpm/io/socket.hpp>
@@ -21,6 +21,7 @@
 
 #include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -30,6 +31,21 @@ namespace xtpm::bench {
 // Set by the bench's SIGINT/SIGTERM handler; blocking calls see EINTR (the
 // handler is installed without SA_RESTART) and give up.
 inline volatile std::sig_atomic_t stop_requested = 0;
+
+inline void request_stop(int) { stop_requested = 1; }
+
+// SIGINT and SIGTERM set stop_requested, without SA_RESTART: a blocked recv
+// returns EINTR and the run winds down, stopping every child by pid. SIGPIPE is
+// ignored, so a server that goes away is an error, not the bench's death.
+inline void install_stop_handlers() {
+    struct sigaction sa{};
+    sa.sa_handler = request_stop;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;
+    ::sigaction(SIGINT, &sa, nullptr);
+    ::sigaction(SIGTERM, &sa, nullptr);
+    ::signal(SIGPIPE, SIG_IGN);
+}
 
 class child_process {
 public:
@@ -191,6 +207,15 @@ inline auto pick_port_pair() -> result<std::uint16_t> {
         if (b) return p;
     }
     return std::unexpected{std::make_error_code(std::errc::address_in_use)};
+}
+
+// `swtpm socket` on 127.0.0.1:port (data) and port + 1 (control) with its state in
+// `state`, powered on and started by itself; xtpm-vtpmd takes the same line.
+inline auto swtpm_argv(std::string const& program, std::uint16_t port, std::string const& state)
+    -> std::vector<std::string> {
+    auto const tcp = [](unsigned p) { return "type=tcp,port=" + std::to_string(p) + ",bindaddr=127.0.0.1"; };
+    return {program, "socket", "--tpm2", "--server", tcp(port), "--ctrl", tcp(port + 1u), "--tpmstate", "dir=" + state,
+            "--flags", "not-need-init,startup-clear"};
 }
 
 // A private directory under $TMPDIR (or /tmp), removed with its contents.

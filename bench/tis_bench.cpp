@@ -7,7 +7,9 @@
 // docs/benchmarks.md, "The TIS driver: xtpm-bench-tis".
 #include "cli.hpp"
 #include "commands.hpp"
+#include "placement.hpp"
 #include "process.hpp"
+#include "report.hpp"
 #include "stats.hpp"
 #include "tcp_client.hpp"
 #include "tis_counting_mmio.hpp"
@@ -16,12 +18,9 @@
 #include <xtpm/mmio/sim_tis.hpp>
 
 #include <algorithm>
-#include <charconv>
 #include <cstdio>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
-#include <expected>
 #include <string>
 #include <thread>
 #include <vector>
@@ -31,24 +30,19 @@ namespace {
 using namespace xtpm;
 using namespace xtpm::bench;
 
-template <class T = void>
-using outcome = std::expected<T, std::string>;
-
+constexpr char const* program = "xtpm-bench-tis";
 constexpr auto start_limit = std::chrono::seconds{10};
 constexpr unsigned batch_warmup = 10;  // untimed calls after each (re)connect
 constexpr std::array bench_commands{command_id::get_random, command_id::pcr_read};
 
-struct options {
-    unsigned rounds = 21;
-    unsigned calls = 200;
-    unsigned warmup = 100;
-    std::string pin = "same";
-    std::optional<unsigned> cpu;
-    std::string swtpm = "swtpm";
+struct options : run_options {
+    options() { rounds = 21; calls = 200; warmup = 100; }
     unsigned max_burst = 64;
     bool vary_burst = true;
-    bool verbose = false;
 };
+
+// No --pin apart here: docs/benchmarks.md documents --pin same|none for this bench.
+constexpr run_option_rules rules{.quick_calls = 50, .max_calls = 1'000'000, .pin_apart = false};
 
 constexpr char const* usage =
     "usage: xtpm-bench-tis [--rounds N] [--calls N] [--warmup N] [--quick] [--pin same|none] [--cpu N]\n"
@@ -59,46 +53,12 @@ constexpr char const* usage =
     "  --max-burst/--static-burst: the model's burstCount (default: drawn from 1-64 per read).\n";
 
 auto parse_options(int argc, char** argv) -> outcome<options> {
-    options o;
-    for (int i = 1; i < argc; ++i) {
-        std::string_view const a = argv[i];
-        auto value = [&]() -> outcome<std::string_view> {
-            if (i + 1 >= argc) return std::unexpected{std::string{a} + " needs a value"};
-            return std::string_view{argv[++i]};
-        };
-        auto number = [&](unsigned lo, unsigned hi, unsigned& out) -> outcome<> {
-            auto v = value();
-            if (!v) return std::unexpected{v.error()};
-            auto n = parse_uint(*v, lo, hi);
-            if (!n) return std::unexpected{std::string{a} + ": a number in [" + std::to_string(lo) + ", " +
-                                           std::to_string(hi) + "]"};
-            out = *n;
-            return {};
-        };
-        outcome<> r;
-        unsigned cpu = 0;
-        if (a == "--rounds") r = number(1, 1000, o.rounds);
-        else if (a == "--calls") r = number(1, 1'000'000, o.calls);
-        else if (a == "--warmup") r = number(0, 1'000'000, o.warmup);
-        else if (a == "--max-burst") r = number(1, 4096, o.max_burst);
-        else if (a == "--static-burst") o.vary_burst = false;
-        else if (a == "--quick") { o.rounds = 2; o.calls = 50; o.warmup = 20; }
-        else if (a == "--verbose" || a == "-v") o.verbose = true;
-        else if (a == "--cpu") { r = number(0, CPU_SETSIZE - 1, cpu); o.cpu = cpu; }
-        else if (a == "--pin" || a == "--swtpm") {
-            auto v = value();
-            if (!v) return std::unexpected{v.error()};
-            if (a == "--swtpm") o.swtpm = std::string{*v};
-            else if (*v == "same" || *v == "none") o.pin = std::string{*v};
-            else return std::unexpected{"--pin: same or none"};
-        } else if (a == "--help" || a == "-h") {
-            return std::unexpected{std::string{}};
-        } else {
-            return std::unexpected{"unknown option " + std::string{a}};
-        }
-        if (!r) return std::unexpected{r.error()};
-    }
-    return o;
+    return parse_run_options<options>(argc, argv, rules, [](option_arg& a, options& o) -> outcome<bool> {
+        if (a.name == "--max-burst") return a.store(o.max_burst, 1, 4096);
+        if (a.name != "--static-burst") return false;
+        o.vary_burst = false;
+        return true;
+    });
 }
 
 // The TPM behind tis-null: every command answered at once with a success
@@ -143,19 +103,6 @@ auto context_switches(pid_t pid) -> std::uint64_t {
                 n += std::strtoull(line.c_str() + line.find(':') + 1, nullptr, 10);
     }
     return n;
-}
-
-// One TPM round trip, checked: well-formed, rc 0.
-auto check(result<wire::bytes_view> const& rsp) -> outcome<> {
-    if (!rsp) return std::unexpected{rsp.error().message()};
-    auto hdr = wire::parse_response(*rsp);
-    if (!hdr) return std::unexpected{"malformed response: " + hdr.error().message()};
-    if (hdr->rc != wire::tpm_rc::success) {
-        char buf[32];
-        std::snprintf(buf, sizeof buf, "TPM rc 0x%X", static_cast<unsigned>(hdr->rc));
-        return std::unexpected{std::string{buf}};
-    }
-    return {};
 }
 
 using clock_type = std::chrono::steady_clock;
@@ -240,7 +187,7 @@ private:
     auto batch(contestant& c, std::size_t slot, unsigned warm, unsigned calls, bool timed, Call call, MmioPtr mmio)
         -> outcome<> {
         for (unsigned i = 0; i < warm; ++i)
-            if (auto r = check(call()); !r) return r;
+            if (auto r = check_response(call()); !r) return r;
         if (!timed) return {};
         constexpr bool counted = !std::is_null_pointer_v<MmioPtr>;
         auto& samples = c.results[slot].new_round(calls);
@@ -255,7 +202,7 @@ private:
             auto const t0 = clock_type::now();
             auto rsp = call();
             auto const t1 = clock_type::now();
-            if (auto r = check(rsp); !r) return r;
+            if (auto r = check_response(rsp); !r) return r;
             samples.push_back(us(t1 - t0));
             if constexpr (counted) exec.push_back(us(mmio->counts().exec_time - before));
         }
@@ -285,14 +232,12 @@ private:
 };
 
 void print_report(std::vector<contestant> const& cs, options const& o) {
-    std::vector<std::string> results;
-    auto add = [&](std::string s) { results.push_back(std::move(s)); };
+    result_log results;
     std::printf("\ntimes in us per call, client side; p50/p99 over all %u x %u calls, mean = median of the\n"
                 "per-round means; cmds/s = 1e6 / mean; switches = context switches per call, all threads of\n"
                 "the bench (the model's worker included) and of swtpm.\n\n", o.rounds, o.calls);
     std::printf("%-15s %-10s %9s %9s %9s %7s %9s %9s\n", "command", "contestant", "p50", "p99", "mean", "calls", "cmds/s",
                 "switches");
-    char line[256];
     for (std::size_t i = 0; i < bench_commands.size(); ++i) {
         auto const name = std::string{display_name(bench_commands[i])};
         auto const key = std::string{key_name(bench_commands[i])};
@@ -306,9 +251,8 @@ void print_report(std::vector<contestant> const& cs, options const& o) {
             double const switches = static_cast<double>(cs[k].switches[i]) / static_cast<double>(s.count());
             std::printf("%-15s %-10s %9.2f %9.2f %9.2f %7zu %9.0f %9.2f\n", k == 0 ? name.c_str() : "",
                         cs[k].name.c_str(), s.p50(), s.p99(), mean, s.count(), 1e6 / mean, switches);
-            std::snprintf(line, sizeof line, "RESULT name=%s.%s p50_us=%.3f p99_us=%.3f mean_us=%.3f cmds_per_s=%.0f",
-                          cs[k].name.c_str(), key.c_str(), s.p50(), s.p99(), mean, 1e6 / mean);
-            add(line);
+            results.add("RESULT name=%s.%s p50_us=%.3f p99_us=%.3f mean_us=%.3f cmds_per_s=%.0f", cs[k].name.c_str(),
+                        key.c_str(), s.p50(), s.p99(), mean, 1e6 / mean);
         }
     }
 
@@ -340,11 +284,11 @@ void print_report(std::vector<contestant> const& cs, options const& o) {
                     fmt(ratio, "%.2f").c_str(), fmt(gap).c_str(), fmt(backend).c_str(), fmt(handoff).c_str(),
                     fmt(cycles).c_str());
         auto const key = std::string{key_name(bench_commands[i])};
-        if (ratio) add("RESULT name=ratio_tis_chardev." + key + " value=" + fmt(ratio, "%.3f"));
-        if (gap) add("RESULT name=tis_minus_chardev." + key + " value_us=" + fmt(gap, "%.3f"));
-        if (backend) add("RESULT name=backend_minus_chardev." + key + " value_us=" + fmt(backend, "%.3f"));
-        if (handoff) add("RESULT name=handoff." + key + " value_us=" + fmt(handoff, "%.3f"));
-        if (cycles) add("RESULT name=bus_cycles." + key + " value_us=" + fmt(cycles, "%.3f"));
+        if (ratio) results.add("RESULT name=ratio_tis_chardev.%s value=%.3f", key.c_str(), *ratio);
+        if (gap) results.add("RESULT name=tis_minus_chardev.%s value_us=%.3f", key.c_str(), *gap);
+        if (backend) results.add("RESULT name=backend_minus_chardev.%s value_us=%.3f", key.c_str(), *backend);
+        if (handoff) results.add("RESULT name=handoff.%s value_us=%.3f", key.c_str(), *handoff);
+        if (cycles) results.add("RESULT name=bus_cycles.%s value_us=%.3f", key.c_str(), *cycles);
     }
 
     std::printf("\nbus cycles per command through tis (means over the timed calls; every FIFO cycle moves\n"
@@ -361,37 +305,24 @@ void print_report(std::vector<contestant> const& cs, options const& o) {
             std::printf("%-15s %7.1f %7.1f %7.1f %7.1f %6.1f %7.1f %7.1f %6.1f %7.1f %6.1f\n", label.c_str(),
                         per(n.total()), per(n.fifo_writes), per(n.fifo_reads), per(n.bursts), burst, per(n.sts_reads),
                         per(n.exec_polls), per(n.sts_writes), per(n.access), per(n.other));
-            std::snprintf(line, sizeof line,
-                          "RESULT name=mmio.%s.%s cycles=%.1f fifo=%.1f bursts=%.1f sts_reads=%.1f exec_polls=%.1f",
-                          c->name.c_str(), std::string{key_name(bench_commands[i])}.c_str(), per(n.total()),
-                          per(n.fifo_writes + n.fifo_reads), per(n.bursts), per(n.sts_reads), per(n.exec_polls));
-            add(line);
+            results.add("RESULT name=mmio.%s.%s cycles=%.1f fifo=%.1f bursts=%.1f sts_reads=%.1f exec_polls=%.1f",
+                        c->name.c_str(), std::string{key_name(bench_commands[i])}.c_str(), per(n.total()),
+                        per(n.fifo_writes + n.fifo_reads), per(n.bursts), per(n.sts_reads), per(n.exec_polls));
         }
     }
     std::printf("\n");
-    for (auto const& l : results) std::printf("%s\n", l.c_str());
+    results.print();
 }
 
-void on_signal(int) { stop_requested = 1; }
-
 auto run(options const& o) -> int {
-    struct sigaction sa{};
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    ::sigaction(SIGINT, &sa, nullptr);
-    ::sigaction(SIGTERM, &sa, nullptr);
-    ::signal(SIGPIPE, SIG_IGN);
+    install_stop_handlers();
 
     // One CPU for the bench (driver and the model's worker) and swtpm: the
     // software path, without cross-CPU wake-ups (docs/benchmarks.md, Method).
-    std::optional<unsigned> cpu;
-    if (o.pin == "same") {
-        auto const cpus = allowed_cpus();
-        if (cpus.empty()) return std::fprintf(stderr, "xtpm-bench-tis: sched_getaffinity failed\n"), 1;
-        cpu = o.cpu.value_or(cpus.back());
-        if (auto p = pin_self(*cpu); !p)
-            return std::fprintf(stderr, "xtpm-bench-tis: pin to CPU %u: %s\n", *cpu, p.error().message().c_str()), 1;
-    }
+    auto const pl = choose_placement(o.pin, o.cpu);
+    if (!pl) return std::fprintf(stderr, "xtpm-bench-tis: %s\n", pl.error().what.c_str()), pl.error().status;
+    if (pl->bench)
+        if (auto p = pin_to(*pl->bench); !p) return std::fprintf(stderr, "xtpm-bench-tis: %s\n", p.error().c_str()), 1;
 
     auto dir = temp_dir::create("xtpm-bench-tis");
     if (!dir) return std::fprintf(stderr, "xtpm-bench-tis: temporary directory: %s\n", dir.error().message().c_str()), 1;
@@ -402,10 +333,7 @@ auto run(options const& o) -> int {
         auto p = pick_port_pair();
         if (!p) return std::fprintf(stderr, "xtpm-bench-tis: no free port\n"), 1;
         port = *p;
-        auto const tcp = [](unsigned q) { return "type=tcp,port=" + std::to_string(q) + ",bindaddr=127.0.0.1"; };
-        auto proc = child_process::spawn({o.swtpm, "socket", "--tpm2", "--server", tcp(port), "--ctrl", tcp(port + 1u),
-                                          "--tpmstate", "dir=" + dir->path(), "--flags", "not-need-init,startup-clear"},
-                                         log);
+        auto proc = child_process::spawn(swtpm_argv(o.swtpm, port, dir->path()), log);
         if (!proc) {
             std::printf("xtpm-bench-tis: skipped: cannot start %s: %s\n", o.swtpm.c_str(), proc.error().message().c_str());
             return 77;
@@ -416,9 +344,6 @@ auto run(options const& o) -> int {
     if (swtpm.pid() <= 0)
         return std::fprintf(stderr, "xtpm-bench-tis: swtpm did not start; log:\n%s\n", log_tail(log).c_str()), 1;
 
-    std::time_t const now = std::time(nullptr);
-    char date[32];
-    std::strftime(date, sizeof date, "%Y-%m-%d %H:%M", std::localtime(&now));
     std::printf("xtpm-bench-tis %s: %u rounds x %u calls per command and contestant, round-robin; %u warm-up\n"
                 "swtpm pid %d on 127.0.0.1:%u; %s\n"
                 "model: burstCount %s, stsValid drops for 1 read after each FIFO write, commands run on its worker thread\n"
@@ -426,8 +351,8 @@ auto run(options const& o) -> int {
                 "             backend = swtpm_backend::execute on the bench thread (the model's client of swtpm)\n"
                 "             tis = tis_device -> sim_tis -> swtpm_backend -> the same swtpm\n"
                 "             tis-null = tis_device -> sim_tis -> a TPM that answers at once (driver + model alone)\n",
-                date, o.rounds, o.calls, o.warmup, static_cast<int>(swtpm.pid()), port,
-                cpu ? ("everything on CPU " + std::to_string(*cpu)).c_str() : "unpinned",
+                today().c_str(), o.rounds, o.calls, o.warmup, static_cast<int>(swtpm.pid()), port,
+                pl->describe("everything on CPU").c_str(),
                 o.vary_burst ? ("drawn from 1-" + std::to_string(o.max_burst) + " per read").c_str()
                              : ("fixed at " + std::to_string(o.max_burst)).c_str());
 
@@ -467,10 +392,6 @@ auto run(options const& o) -> int {
 
 int main(int argc, char** argv) {
     auto o = parse_options(argc, argv);
-    if (!o) {
-        if (!o.error().empty()) std::fprintf(stderr, "xtpm-bench-tis: %s\n", o.error().c_str());
-        std::fputs(usage, o.error().empty() ? stdout : stderr);
-        return o.error().empty() ? 0 : 2;
-    }
+    if (!o) return usage_status(program, usage, o.error());
     return run(*o);
 }

@@ -4,16 +4,13 @@
 // data protocol on 127.0.0.1 (docs/benchmarks.md, "tpmif"). The bench itself is guest 1.
 #pragma once
 
+#include "cli.hpp"
 #include "process.hpp"
 
-#include <expected>
 #include <filesystem>
 #include <string>
 
 namespace xtpm::bench {
-
-template <class T = void>
-using outcome = std::expected<T, std::string>;
 
 struct chain_paths {
     std::filesystem::path simhv, simxl, vtpmd, front;

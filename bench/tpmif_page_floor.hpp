@@ -11,11 +11,9 @@
 // spend on one CPU. (Idle, the child sleeps, so it does not disturb other contestants.)
 #pragma once
 
-#include "commands.hpp"
-#include "process.hpp"
+#include "tpmif_floor.hpp"
 
 #include <xtpm/io/spin.hpp>
-#include <xtpm/proto/tpmif/page.hpp>
 
 #include <atomic>
 
@@ -37,21 +35,12 @@ public:
         f.to_child_.reset(::eventfd(0, EFD_CLOEXEC));
         f.to_parent_.reset(::eventfd(0, EFD_CLOEXEC));
         if (!f.to_child_ || !f.to_parent_) return io::sys_error();
-        std::array<canned_response, all_commands.size()> canned{};
-        for (auto c : all_commands) {
-            auto r = build_canned_response(c == command_id::pcr_extend ? wire::tpm_st::sessions : wire::tpm_st::no_sessions,
-                                           response_size(c));
-            if (!r) return std::unexpected{r.error()};
-            canned[static_cast<std::size_t>(c)] = *r;
-        }
-        pid_t const parent = ::getpid();
-        f.pid_ = ::fork();
-        if (f.pid_ < 0) return io::sys_error();
-        if (f.pid_ == 0) {
-            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-            if (::getppid() != parent) ::_exit(0);
-            f.serve(canned);  // never returns
-        }
+        auto canned = build_canned_responses();
+        if (!canned) return std::unexpected{canned.error()};
+        auto pid = tpmif_floor::fork_responder();
+        if (!pid) return std::unexpected{pid.error()};
+        f.pid_ = *pid;
+        if (f.pid_ == 0) f.serve(*canned);  // never returns
         return f;
     }
 
@@ -78,26 +67,17 @@ public:
 
     // Copy in, length, SUBMIT, notify; block until notified; copy the response out.
     auto roundtrip(wire::bytes_view cmd) -> result<wire::bytes_view> {
-        namespace tp = proto::tpmif;
-        if (cmd.size() > tp::single_page_capacity) return fail(errc::too_large);
-        std::memcpy(page_.data() + tp::header_size, cmd.data(), cmd.size());
-        tp::detail::store_u32(page_, tp::length_offset, static_cast<std::uint32_t>(cmd.size()));
-        tp::detail::store_state(page_, tp::page_state::submit);
+        using proto::tpmif::page_state;
+        if (auto r = tpmif_floor::submit(page_, cmd); !r) return std::unexpected{r.error()};
         if (auto r = signal(to_child_.get()); !r) return std::unexpected{r.error()};
-        if (auto r = await(to_parent_.get(), tp::page_state::finish); !r) return std::unexpected{r.error()};
-        if (tp::detail::load_state(page_) != static_cast<std::uint8_t>(tp::page_state::finish)) return fail(errc::device_failure);
-        auto const n = std::min<std::size_t>(tp::detail::load_u32(page_, tp::length_offset), out_.size());
-        std::memcpy(out_.data(), page_.data() + tp::header_size, n);
-        return wire::bytes_view{out_}.first(n);
+        if (auto r = await(to_parent_.get(), page_state::finish); !r) return std::unexpected{r.error()};
+        if (!tpmif_floor::holds(page_, page_state::finish)) return fail(errc::device_failure);
+        return tpmif_floor::take_response(page_, out_);
     }
 
 private:
     void stop() noexcept {
-        if (pid_ > 0) {
-            ::kill(pid_, SIGKILL);
-            while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {}
-        }
-        pid_ = -1;
+        tpmif_floor::kill_responder(pid_);
         if (!page_.empty()) ::munmap(page_.data(), page_.size());
         page_ = {};
     }
@@ -120,7 +100,7 @@ private:
     }
     auto await(int fd, proto::tpmif::page_state want) -> result<void> {
         if (mode_ == mode::polling) {
-            auto const there = [&] { return proto::tpmif::detail::load_state(page_) == static_cast<std::uint8_t>(want); };
+            auto const there = [&] { return tpmif_floor::holds(page_, want); };
             while (!io::spin_until(there, std::chrono::microseconds{50})) {
                 auto flag = sleeps_flag(fd);
                 flag.store(1);  // seq_cst, then look again: a notifier either sees the flag or we see its state
@@ -141,21 +121,11 @@ private:
         }
     }
 
-    [[noreturn]] void serve(std::array<canned_response, all_commands.size()> const& canned) {
-        namespace tp = proto::tpmif;
-        std::array<std::byte, tp::single_page_capacity> req{};
+    [[noreturn]] void serve(canned_responses const& canned) {
+        std::array<std::byte, proto::tpmif::single_page_capacity> req{};
         for (;;) {
-            if (!await(to_child_.get(), tp::page_state::submit)) ::_exit(1);
-            if (tp::detail::load_state(page_) != static_cast<std::uint8_t>(tp::page_state::submit)) continue;
-            auto const len = std::min<std::size_t>(tp::detail::load_u32(page_, tp::length_offset), req.size());
-            std::memcpy(req.data(), page_.data() + tp::header_size, len);  // the one copy out, as a backend does
-            auto const which = len >= wire::header_size
-                                   ? command_for_code(wire::load_be<wire::tpm_cc>(wire::bytes_view{req}.subspan(6, 4)))
-                                   : std::nullopt;
-            auto const& rsp = canned[static_cast<std::size_t>(which.value_or(command_id::get_random))];
-            tp::detail::store_u32(page_, tp::length_offset, static_cast<std::uint32_t>(rsp.size));
-            std::memcpy(page_.data() + tp::header_size, rsp.storage.data(), rsp.size);
-            tp::detail::store_state(page_, tp::page_state::finish);
+            if (!await(to_child_.get(), proto::tpmif::page_state::submit)) ::_exit(1);
+            if (!tpmif_floor::answer(page_, req, canned)) continue;
             if (!signal(to_parent_.get())) ::_exit(1);
         }
     }

@@ -4,12 +4,10 @@
 // pipeline cost; this minus the page floor is what the hypervisor policy costs.
 #pragma once
 
-#include "commands.hpp"
-#include "process.hpp"
 #include "tpmif_chain.hpp"
+#include "tpmif_floor.hpp"
 
 #include <xtpm/hv/sim.hpp>
-#include <xtpm/proto/tpmif/page.hpp>
 
 #include <poll.h>
 
@@ -24,24 +22,13 @@ public:
         int to_child[2], to_parent[2];
         if (::pipe2(to_child, O_CLOEXEC) < 0 || ::pipe2(to_parent, O_CLOEXEC) < 0) return std::unexpected{"pipe"};
         io::unique_fd c_rd{to_child[0]}, c_wr{to_child[1]}, p_rd{to_parent[0]}, p_wr{to_parent[1]};
-        std::array<canned_response, all_commands.size()> canned{};
-        for (auto c : all_commands) {
-            auto r = build_canned_response(c == command_id::pcr_extend ? wire::tpm_st::sessions : wire::tpm_st::no_sessions,
-                                           response_size(c));
-            if (!r) return std::unexpected{r.error().message()};
-            canned[static_cast<std::size_t>(c)] = *r;
-        }
-        std::fflush(nullptr);
-        pid_t const parent = ::getpid();
-        pid_t const pid = ::fork();
-        if (pid < 0) return std::unexpected{"fork"};
-        if (pid == 0) {
-            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-            if (::getppid() != parent) ::_exit(0);
-            ::_exit(serve(hv_dir, c_rd.get(), p_wr.get(), canned));
-        }
+        auto canned = build_canned_responses();
+        if (!canned) return std::unexpected{canned.error().message()};
+        auto pid = tpmif_floor::fork_responder();
+        if (!pid) return std::unexpected{"fork: " + pid.error().message()};
+        if (*pid == 0) ::_exit(serve(hv_dir, c_rd.get(), p_wr.get(), *canned));
         sim_floor f;
-        f.pid_ = pid;
+        f.pid_ = *pid;
         auto h = hv::sim_hv::connect(hv_dir, floor_guest);
         if (!h) return std::unexpected{"sim_hv connect: " + h.error().message()};
         f.hv_.emplace(std::move(*h));
@@ -78,38 +65,24 @@ public:
 
     // Copy in, length, SUBMIT, notify; wait on evtchn_fd() until FINISH; copy out.
     auto roundtrip(wire::bytes_view cmd) -> result<wire::bytes_view> {
-        namespace tp = proto::tpmif;
         auto page = ring_->bytes();
-        if (cmd.size() > tp::single_page_capacity) return fail(errc::too_large);
-        std::memcpy(page.data() + tp::header_size, cmd.data(), cmd.size());
-        tp::detail::store_u32(page, tp::length_offset, static_cast<std::uint32_t>(cmd.size()));
-        tp::detail::store_state(page, tp::page_state::submit);
+        if (auto r = tpmif_floor::submit(page, cmd); !r) return std::unexpected{r.error()};
         if (auto r = hv_->notify(port_); !r) return std::unexpected{r.error()};
-        while (tp::detail::load_state(page) != static_cast<std::uint8_t>(tp::page_state::finish)) {
+        while (!tpmif_floor::holds(page, proto::tpmif::page_state::finish)) {
             pollfd p{hv_->evtchn_fd(), POLLIN, 0};
             int const n = ::poll(&p, 1, 10'000);
             if (n < 0 && errno == EINTR && !stop_requested) continue;
             if (n <= 0) return n == 0 ? std::unexpected{std::make_error_code(std::errc::timed_out)} : io::sys_error();
             (void)hv_->pending();
         }
-        auto const n = std::min<std::size_t>(tp::detail::load_u32(page, tp::length_offset), out_.size());
-        std::memcpy(out_.data(), page.data() + tp::header_size, n);
-        return wire::bytes_view{out_}.first(n);
+        return tpmif_floor::take_response(page, out_);
     }
 
 private:
-    void stop() noexcept {
-        if (pid_ > 0) {
-            ::kill(pid_, SIGKILL);
-            while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {}
-        }
-        pid_ = -1;
-    }
+    void stop() noexcept { tpmif_floor::kill_responder(pid_); }
 
     // The backend domain: map the ref, bind the port, then answer every SUBMIT.
-    static auto serve(std::string const& hv_dir, int rd, int wr, std::array<canned_response, all_commands.size()> const& canned)
-        -> int {
-        namespace tp = proto::tpmif;
+    static auto serve(std::string const& hv_dir, int rd, int wr, canned_responses const& canned) -> int {
         auto h = hv::sim_hv::connect(hv_dir, floor_backend);
         std::array<std::uint32_t, 2> msg{};
         if (!h || ::read(rd, msg.data(), sizeof msg) != sizeof msg) return 1;
@@ -118,21 +91,12 @@ private:
         auto port = ring ? h->bind_interdomain(floor_guest, msg[1]) : result<hv::evtchn_port_t>{fail(errc::io_error)};
         if (!ring || !port || ::write(wr, "!", 1) != 1) return 1;
         auto page = ring->bytes();
-        std::array<std::byte, tp::single_page_capacity> req{};
+        std::array<std::byte, proto::tpmif::single_page_capacity> req{};
         for (;;) {
             pollfd p{h->evtchn_fd(), POLLIN, 0};
             if (::poll(&p, 1, -1) < 0 && errno != EINTR) return 1;
             (void)h->pending();
-            if (tp::detail::load_state(page) != static_cast<std::uint8_t>(tp::page_state::submit)) continue;
-            auto const len = std::min<std::size_t>(tp::detail::load_u32(page, tp::length_offset), req.size());
-            std::memcpy(req.data(), page.data() + tp::header_size, len);
-            auto const which = len >= wire::header_size
-                                   ? command_for_code(wire::load_be<wire::tpm_cc>(wire::bytes_view{req}.subspan(6, 4)))
-                                   : std::nullopt;
-            auto const& rsp = canned[static_cast<std::size_t>(which.value_or(command_id::get_random))];
-            tp::detail::store_u32(page, tp::length_offset, static_cast<std::uint32_t>(rsp.size));
-            std::memcpy(page.data() + tp::header_size, rsp.storage.data(), rsp.size);
-            tp::detail::store_state(page, tp::page_state::finish);
+            if (!tpmif_floor::answer(page, req, canned)) continue;
             if (!h->notify(*port)) return 1;
         }
     }
