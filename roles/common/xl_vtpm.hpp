@@ -4,6 +4,7 @@
 #pragma once
 
 #include <xtpm/hv/concepts.hpp>
+#include <xtpm/hv/xenstore_ops.hpp>
 #include <xtpm/proto/xenbus/common.hpp>
 
 #include <array>
@@ -67,33 +68,23 @@ auto vtpm_attach(Hv& dom0, vtpm_attachment& a) -> result<void> {
         {"backend", be}, {"backend-id", std::to_string(a.backend)}, {"state", "1"}, {"handle", devid}};
     std::array const fe_perms{hv::xs_permission{a.frontend, false, false}, hv::xs_permission{a.backend, true, false}};
     std::array const be_perms{hv::xs_permission{a.backend, false, false}, hv::xs_permission{a.frontend, true, false}};
-    for (int attempt = 0; attempt < 64; ++attempt) {
-        auto tx = dom0.transaction_start();
-        if (!tx) return std::unexpected{tx.error()};
-        auto step = [&]() -> result<void> {
-            for (auto const& [dir, perms] : {std::pair{fe, std::span{fe_perms}}, std::pair{be, std::span{be_perms}}}) {
-                if (auto r = dom0.mkdir(dir, *tx); !r) return r;
-                if (auto r = dom0.set_permissions(dir, perms, *tx); !r) return r;
-            }
-            for (auto const& [k, v] : be_keys)
-                if (auto r = dom0.write(be + "/" + k, v, *tx); !r) return r;
-            for (auto const& [k, v] : fe_keys)
-                if (auto r = dom0.write(fe + "/" + k, v, *tx); !r) return r;
-            if (auto r = dom0.write(lx + "/frontend", fe, *tx); !r) return r;
-            if (auto r = dom0.write(lx + "/backend", be, *tx); !r) return r;
-            for (auto const& [k, v] : be_keys)
-                if (auto r = dom0.write(lx + "/" + k, v, *tx); !r) return r;
-            return {};
-        }();
-        if (!step) {
-            (void)dom0.transaction_end(*tx, false);
-            return step;
-        }
-        auto done = dom0.transaction_end(*tx, true);
-        if (!done) return std::unexpected{done.error()};
-        if (*done) return {};
+    std::vector<std::pair<std::string, std::string>> writes{{lx + "/frontend", fe}, {lx + "/backend", be}};
+    for (auto const& [k, v] : be_keys) {
+        writes.emplace_back(be + "/" + k, v);
+        writes.emplace_back(lx + "/" + k, v);
     }
-    return fail(errc::busy);
+    for (auto const& [k, v] : fe_keys) writes.emplace_back(fe + "/" + k, v);
+    auto const done = hv::in_transaction(dom0, [&](hv::xs_tx_t tx) -> result<bool> {
+        for (auto const& [dir, perms] : {std::pair{fe, std::span{fe_perms}}, std::pair{be, std::span{be_perms}}}) {
+            if (auto r = dom0.mkdir(dir, tx); !r) return std::unexpected{r.error()};
+            if (auto r = dom0.set_permissions(dir, perms, tx); !r) return std::unexpected{r.error()};
+        }
+        for (auto const& [k, v] : writes)
+            if (auto r = dom0.write(k, v, tx); !r) return std::unexpected{r.error()};
+        return true;
+    }, 64);
+    if (!done) return std::unexpected{done.error()};
+    return *done ? result<void>{} : fail(errc::busy);
 }
 
 // The toolstack's removal after the backend closed (or without waiting, forced): frontend
@@ -115,26 +106,18 @@ auto vtpm_detach(Hv& dom0, vtpm_attachment const& a, std::chrono::milliseconds t
     using dev = proto::xenbus::device_state;
     auto const state = backend_dir(a) + "/state";
     auto const closed = proto::xenbus::to_string(dev::closed);
-    for (int attempt = 0;; ++attempt) {
-        if (attempt == 64) return fail(errc::busy);
-        auto tx = dom0.transaction_start();
-        if (!tx) return std::unexpected{tx.error()};
-        auto step = [&]() -> result<void> {
-            auto now = dom0.read(state, *tx);
-            if (!now) return std::unexpected{now.error()};
-            if (!*now) return {};  // no backend directory: nothing to wait for
-            if (auto r = dom0.write(backend_dir(a) + "/online", "0", *tx); !r) return r;
-            if (**now == closed) return {};
-            return dom0.write(state, proto::xenbus::to_string(dev::closing), *tx);
-        }();
-        if (!step) {
-            (void)dom0.transaction_end(*tx, false);
-            return std::unexpected{step.error()};
-        }
-        auto done = dom0.transaction_end(*tx, true);
-        if (!done) return std::unexpected{done.error()};
-        if (*done) break;
-    }
+    auto const asked = hv::in_transaction(dom0, [&](hv::xs_tx_t tx) -> result<bool> {
+        auto now = dom0.read(state, tx);
+        if (!now) return std::unexpected{now.error()};
+        if (!*now) return true;  // no backend directory: nothing to ask or wait for
+        if (auto r = dom0.write(backend_dir(a) + "/online", "0", tx); !r) return std::unexpected{r.error()};
+        if (**now != closed)
+            if (auto r = dom0.write(state, proto::xenbus::to_string(dev::closing), tx); !r)
+                return std::unexpected{r.error()};
+        return true;
+    }, 64);
+    if (!asked) return std::unexpected{asked.error()};
+    if (!*asked) return fail(errc::busy);
     std::string const token = "xtpm-simxl-detach";
     bool reached = false;
     if (dom0.watch(state, token)) {

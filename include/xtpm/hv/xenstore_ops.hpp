@@ -11,18 +11,34 @@
 
 namespace xtpm::hv {
 
-// All entries or none, in one transaction; false when xenstored asks for a restart (EAGAIN).
+// Run step(tx) inside a transaction, started again while xenstored answers EAGAIN, at most
+// `attempts` times. step returns true to commit, false to abandon (nothing to change), or an
+// error (abandoned, passed on). True: committed; false: abandoned, or every attempt met EAGAIN.
+template <xenstore H, class Step>
+auto in_transaction(H& h, Step step, int attempts) -> result<bool> {
+    for (int i = 0; i < attempts; ++i) {
+        auto tx = h.transaction_start();
+        if (!tx) return std::unexpected{tx.error()};
+        result<bool> const go = step(*tx);
+        if (!go || !*go) {
+            (void)h.transaction_end(*tx, false);
+            return go;
+        }
+        auto done = h.transaction_end(*tx, true);
+        if (!done || *done) return done;
+    }
+    return false;
+}
+
+// All entries or none, in one attempt: false when xenstored asks for a restart (EAGAIN), which
+// the xenbus machine does itself (on_transaction), as Linux's frontend does.
 template <xenstore H>
 auto write_all(H& h, std::vector<std::pair<std::string, std::string>> const& entries) -> result<bool> {
-    auto tx = h.transaction_start();
-    if (!tx) return std::unexpected{tx.error()};
-    for (auto const& [k, v] : entries) {
-        if (auto r = h.write(k, v, *tx); !r) {
-            (void)h.transaction_end(*tx, false);
-            return std::unexpected{r.error()};
-        }
-    }
-    return h.transaction_end(*tx, true);
+    return in_transaction(h, [&](xs_tx_t tx) -> result<bool> {
+        for (auto const& [k, v] : entries)
+            if (auto r = h.write(k, v, tx); !r) return std::unexpected{r.error()};
+        return true;
+    }, 1);
 }
 
 // Set a device's <dir>/state the way Linux's xenbus_switch_state() does: in a transaction,
@@ -31,24 +47,13 @@ auto write_all(H& h, std::vector<std::pair<std::string, std::string>> const& ent
 // an unchanged state fires no watch. True when the state was written.
 template <xenstore H>
 auto switch_state(H& h, std::string_view state_path, std::string_view value) -> result<bool> {
-    for (int attempt = 0; attempt < 16; ++attempt) {
-        auto tx = h.transaction_start();
-        if (!tx) return std::unexpected{tx.error()};
-        auto const now = h.read(state_path, *tx);
-        if (!now || !*now || **now == value) {
-            (void)h.transaction_end(*tx, false);
-            if (!now) return std::unexpected{now.error()};
-            return false;
-        }
-        if (auto w = h.write(state_path, value, *tx); !w) {
-            (void)h.transaction_end(*tx, false);
-            return std::unexpected{w.error()};
-        }
-        auto done = h.transaction_end(*tx, true);
-        if (!done) return std::unexpected{done.error()};
-        if (*done) return true;
-    }
-    return fail(errc::busy);
+    return in_transaction(h, [&](xs_tx_t tx) -> result<bool> {
+        auto const now = h.read(state_path, tx);
+        if (!now) return std::unexpected{now.error()};
+        if (!*now || **now == value) return false;
+        if (auto w = h.write(state_path, value, tx); !w) return std::unexpected{w.error()};
+        return true;
+    }, 16);
 }
 
 }  // namespace xtpm::hv

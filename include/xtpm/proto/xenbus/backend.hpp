@@ -2,7 +2,8 @@
 // (xen-vtpm-protocol.md 4.3 steps 2 and 4, 4.4, and the checklist of section 9):
 // uuid required, feature-protocol-v2 published, InitWait, connect on frontend
 // Initialised/Connected, reopen after the frontend closes (Closed and stay when the
-// toolstack set online=0), Closed when the frontend's state node disappears. One object per <frontend-id>/<devid> directory.
+// toolstack set online=0), Closed when the frontend's state node disappears. One object
+// per <frontend-id>/<devid> directory.
 #pragma once
 
 #include <xtpm/proto/xenbus/common.hpp>
